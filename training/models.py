@@ -1,0 +1,178 @@
+"""The three models of the recipe, sized for real time on an edge CPU or GPU.
+
+Pure nn.Modules: no I/O, no state beyond weights. Forward signatures follow the tensor
+contracts of DESIGN.md section 3 (NCHW float32, H and W multiples of 32):
+
+    DepthNet       image (N,3,H,W) RGB in [0,1]          -> depth (N,1,H,W) relative inverse depth
+    MattingModel   input (N,4,H,W) R,G,B,D in [0,1]      -> alpha (N,1,H,W) clamped to [0,1]
+    RefinerModel   input (N,5,H,W) R,G,B,D,alpha_coarse  -> delta (N,1,H,W) unclamped residual
+
+All blocks are depthwise-separable (inverted-residual style) so a 448x256 frame costs a few
+milliseconds; `ModelConfig` holds the widths and travels inside every checkpoint.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What is needed to rebuild a model from its weights; saved beside them."""
+
+    kind: str  # "depth" | "matting" | "refiner"
+    widths: tuple[int, ...] = field(default=(8, 16, 24, 32))
+    expand: int = 2  # inverted-residual expansion factor
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "ModelConfig":
+        return ModelConfig(kind=d["kind"], widths=tuple(d["widths"]), expand=int(d.get("expand", 2)))
+
+
+def conv_bn_act(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, dilation: int = 1,
+                act: bool = True) -> nn.Sequential:
+    pad = dilation * (k - 1) // 2
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, k, stride, pad, dilation=dilation, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+    if act:
+        layers.append(nn.ReLU6(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class InvertedResidual(nn.Module):
+    """1x1 expand -> 3x3 depthwise (stride 1 or 2) -> 1x1 project; residual when shapes agree."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, expand: int = 2, dilation: int = 1):
+        super().__init__()
+        mid = cin * expand
+        self.block = nn.Sequential(
+            conv_bn_act(cin, mid, k=1),
+            conv_bn_act(mid, mid, k=3, stride=stride, groups=mid, dilation=dilation),
+            conv_bn_act(mid, cout, k=1, act=False),
+        )
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)
+        return x + y if self.residual else y
+
+
+class TinyUNet(nn.Module):
+    """Encoder of stride-2 inverted residuals, decoder of bilinear upsampling + skip + block.
+
+    With widths of length L the input sides must be multiples of 2**L (32 for the default).
+    """
+
+    def __init__(self, cin: int, cout: int, widths: tuple[int, ...], expand: int = 2):
+        super().__init__()
+        self.stem = conv_bn_act(cin, widths[0], k=3)
+        self.down = nn.ModuleList()
+        prev = widths[0]
+        for w in widths:
+            self.down.append(InvertedResidual(prev, w, stride=2, expand=expand))
+            prev = w
+        self.up = nn.ModuleList()
+        skips = [widths[0], *widths[:-1]]  # skip of each level, deepest last
+        for skip in reversed(skips):
+            self.up.append(InvertedResidual(prev + skip, skip, stride=1, expand=1))
+            prev = skip
+        self.head = nn.Conv2d(prev, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        skips = []
+        for block in self.down:
+            skips.append(x)
+            x = block(x)
+        for block, skip in zip(self.up, reversed(skips)):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], dim=1))
+        return self.head(x)
+
+
+class DepthNet(nn.Module):
+    """RGB -> relative inverse depth in (0,1) (larger = nearer); any scale is allowed by the contract."""
+
+    in_channels = 3
+
+    def __init__(self, config: ModelConfig = ModelConfig("depth")):
+        super().__init__()
+        self.config = config
+        self.net = TinyUNet(3, 1, config.widths, config.expand)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(image))
+
+
+class MattingModel(nn.Module):
+    """R,G,B,D -> coarse alpha, clamped to [0,1] inside the graph (stage 1 of the recipe)."""
+
+    in_channels = 4
+
+    def __init__(self, config: ModelConfig = ModelConfig("matting")):
+        super().__init__()
+        self.config = config
+        self.net = TinyUNet(4, 1, config.widths, config.expand)
+        nn.init.constant_(self.net.head.bias, 0.5)  # start mid-range so clamp passes gradients
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(self.net(x), 0.0, 1.0)
+
+
+class RefinerModel(nn.Module):
+    """R,G,B,D,alpha_coarse -> residual delta (stages 2 and 3).
+
+    Runs at twice the matting resolution, so it is shallow: a full-resolution path of a few
+    channels that sees edges, plus one stride-2 context level. Final alpha is
+    clamp(alpha_coarse + delta, 0, 1), computed outside (the fused op, or `refine`).
+    """
+
+    in_channels = 5
+
+    def __init__(self, config: ModelConfig = ModelConfig("refiner", widths=(12, 16))):
+        super().__init__()
+        self.config = config
+        w0, w1 = config.widths[0], config.widths[-1]
+        self.stem = conv_bn_act(5, w0, k=3)
+        self.context = nn.Sequential(
+            InvertedResidual(w0, w1, stride=2, expand=config.expand),
+            InvertedResidual(w1, w1, stride=1, expand=config.expand, dilation=2),
+        )
+        self.fuse = InvertedResidual(w0 + w1, w0, stride=1, expand=1)
+        self.head = nn.Conv2d(w0, 1, 1)
+        nn.init.zeros_(self.head.weight)  # start as identity: delta = 0
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stem(x)
+        c = F.interpolate(self.context(s), size=s.shape[-2:], mode="bilinear", align_corners=False)
+        return self.head(self.fuse(torch.cat([s, c], dim=1)))
+
+
+def refine(alpha_coarse: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """The recipe's residual update; the coarse alpha is detached so stage 1 is never moved."""
+    return torch.clamp(alpha_coarse.detach() + delta, 0.0, 1.0)
+
+
+MODELS: dict[str, type[nn.Module]] = {"depth": DepthNet, "matting": MattingModel, "refiner": RefinerModel}
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """Registry lookup: stage name -> constructor (segment-anything style)."""
+    if config.kind not in MODELS:
+        raise ValueError(f"unknown model kind {config.kind!r}; expected one of {sorted(MODELS)}")
+    return MODELS[config.kind](config)
+
+
+def default_config(kind: str) -> ModelConfig:
+    return {"depth": ModelConfig("depth", widths=(8, 12, 16, 24, 32)),
+            "matting": ModelConfig("matting"),
+            "refiner": ModelConfig("refiner", widths=(12, 16))}[kind]

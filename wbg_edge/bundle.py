@@ -1,0 +1,213 @@
+"""Model bundles: a folder of ONNX files and/or engines plus `manifest.json` (DESIGN.md section 3).
+
+The manifest is the contract between `export` (which writes it) and the runtime (which reads it):
+
+    {
+      "schema": 1,
+      "name": "default",
+      "model_res": 256, "refine_res": 512,          # defaults the runtime starts from
+      "artifacts": [                                # one entry per file
+        {"stage": "depth" | "coarse" | "refiner",
+         "file": "matting.onnx", "format": "onnx" | "engine",
+         "precision": "fp32" | "fp16",
+         "contract": "depth" | "rgbd" | "rgb" | "refiner",
+         "contract_version": 1,
+         "sha256": "...",
+         "inputs":  {"input": [1, 4, "H", "W"]},    # str = dynamic dim
+         "outputs": {"alpha": [1, 1, "H", "W"]},
+         "size_multiple": 32,                       # dynamic sides must be multiples of this
+         "fixed_size": [256, 256],                  # only for fixed-size contracts (rgb): [H, W]
+         "layout": "NCHW",
+         "engine": {"module": "tensorrt_rtx", "version": "...", "gpu": "...", "path": "..."},
+         "validation": {...}}
+      ],
+      "producer": {"torch": "...", "onnx": "...", ...},
+      "provenance": {...}                           # where imported weights came from
+    }
+
+Everything here is plain Python + json + hashlib so the runtime can verify a bundle with no
+ML framework installed. Errors are one line and name the file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCHEMA = 1
+CONTRACT_VERSION = 1
+STAGES = ("depth", "coarse", "refiner")
+# contract -> (stage, input names, output names)
+CONTRACTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "depth": ("depth", ("image",), ("depth",)),
+    "rgbd": ("coarse", ("input",), ("alpha",)),
+    "rgb": ("coarse", ("image",), ("alpha",)),
+    "refiner": ("refiner", ("input",), ("delta",)),
+}
+
+
+class BundleError(ValueError):
+    """A bundle or manifest that cannot be used; the message is one line naming the file."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    stage: str
+    file: str
+    format: str
+    precision: str
+    contract: str
+    sha256: str
+    inputs: dict
+    outputs: dict
+    contract_version: int = CONTRACT_VERSION
+    size_multiple: int = 32
+    fixed_size: tuple[int, int] | None = None
+    layout: str = "NCHW"
+    engine: dict | None = None
+    validation: dict | None = None
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if v is not None}
+        if self.fixed_size is not None:
+            d["fixed_size"] = list(self.fixed_size)
+        return d
+
+
+@dataclass(frozen=True)
+class Bundle:
+    root: Path
+    name: str
+    artifacts: tuple[Artifact, ...]
+    model_res: int = 256
+    refine_res: int = 512
+    producer: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+    def path(self, artifact: Artifact) -> Path:
+        return self.root / artifact.file
+
+    def stages(self) -> set[str]:
+        return {a.stage for a in self.artifacts}
+
+    def find(self, stage: str, format: str = "onnx", precision: str | None = None) -> Artifact | None:
+        """The artifact for a stage in a format, preferring `precision` (else fp32, then any)."""
+        cands = [a for a in self.artifacts if a.stage == stage and a.format == format]
+        for want in (precision, "fp32", None):
+            for a in cands:
+                if want is None or a.precision == want:
+                    return a
+        return None
+
+    def verify(self, artifact: Artifact) -> Path:
+        """Check the file exists and its SHA-256 matches the manifest; return its path."""
+        p = self.path(artifact)
+        if not p.is_file():
+            raise BundleError(f"{p}: listed in {self.root / 'manifest.json'} but missing")
+        digest = sha256_file(p)
+        if digest != artifact.sha256:
+            raise BundleError(f"{p}: SHA-256 {digest[:12]}... does not match the manifest "
+                              f"({artifact.sha256[:12]}...); the file was changed or corrupted, re-export it")
+        return p
+
+    def to_dict(self) -> dict:
+        d = {"schema": SCHEMA, "name": self.name, "model_res": self.model_res, "refine_res": self.refine_res,
+             "artifacts": [a.to_dict() for a in self.artifacts], "producer": self.producer}
+        if self.provenance:
+            d["provenance"] = self.provenance
+        return d
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, then rename: readers see old or new, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _parse_artifact(d: dict, where: Path) -> Artifact:
+    try:
+        a = Artifact(stage=d["stage"], file=d["file"], format=d["format"], precision=d["precision"],
+                     contract=d["contract"], sha256=d["sha256"], inputs=dict(d["inputs"]),
+                     outputs=dict(d["outputs"]), contract_version=int(d.get("contract_version", 1)),
+                     size_multiple=int(d.get("size_multiple", 32)),
+                     fixed_size=tuple(d["fixed_size"]) if d.get("fixed_size") else None,
+                     layout=d.get("layout", "NCHW"), engine=d.get("engine"), validation=d.get("validation"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"{where}: artifact entry {d.get('file', '?')!r} is malformed ({e!r})") from None
+    if a.contract not in CONTRACTS:
+        raise BundleError(f"{where}: artifact {a.file!r} has unknown contract {a.contract!r}; "
+                          f"expected one of {sorted(CONTRACTS)}")
+    if a.contract_version != CONTRACT_VERSION:
+        raise BundleError(f"{where}: artifact {a.file!r} has contract version {a.contract_version}, "
+                          f"this runtime reads version {CONTRACT_VERSION}")
+    stage, ins, outs = CONTRACTS[a.contract]
+    if a.stage != stage:
+        raise BundleError(f"{where}: artifact {a.file!r} has contract {a.contract!r} but stage {a.stage!r} "
+                          f"(expected {stage!r})")
+    if tuple(a.inputs) != ins or tuple(a.outputs) != outs:
+        raise BundleError(f"{where}: artifact {a.file!r} declares inputs {list(a.inputs)} / outputs "
+                          f"{list(a.outputs)}; contract {a.contract!r} needs {list(ins)} / {list(outs)}")
+    if a.format not in ("onnx", "engine"):
+        raise BundleError(f"{where}: artifact {a.file!r} has format {a.format!r}; expected 'onnx' or 'engine'")
+    if a.contract == "rgb" and a.fixed_size is None:
+        raise BundleError(f"{where}: artifact {a.file!r} has contract 'rgb' but no fixed_size [H, W]")
+    if Path(a.file).is_absolute() or ".." in Path(a.file).parts:
+        raise BundleError(f"{where}: artifact file {a.file!r} must be a plain name inside the bundle folder")
+    return a
+
+
+def load_bundle(root: str | os.PathLike) -> Bundle:
+    """Read and check `root/manifest.json` (hashes are checked per file by `Bundle.verify`)."""
+    root = Path(root)
+    mpath = root / "manifest.json"
+    if not root.is_dir():
+        raise BundleError(f"{root}: bundle folder does not exist")
+    if not mpath.is_file():
+        raise BundleError(f"{mpath}: no manifest.json in the bundle folder")
+    try:
+        d = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{mpath}: not valid JSON ({e})") from None
+    if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+        raise BundleError(f"{mpath}: manifest schema {d.get('schema') if isinstance(d, dict) else None!r}, "
+                          f"expected {SCHEMA}")
+    arts = d.get("artifacts")
+    if not isinstance(arts, list) or not arts:
+        raise BundleError(f"{mpath}: manifest lists no artifacts")
+    return Bundle(root=root, name=str(d.get("name", root.name)),
+                  artifacts=tuple(_parse_artifact(a, mpath) for a in arts),
+                  model_res=int(d.get("model_res", 256)), refine_res=int(d.get("refine_res", 512)),
+                  producer=dict(d.get("producer", {})), provenance=dict(d.get("provenance", {})))
+
+
+def write_bundle(bundle: Bundle) -> Path:
+    """Write the manifest atomically (files must already be in place); returns its path."""
+    mpath = bundle.root / "manifest.json"
+    atomic_write_bytes(mpath, (json.dumps(bundle.to_dict(), indent=2, sort_keys=False) + "\n").encode())
+    return mpath
+
+
+def default_bundle_dir() -> Path:
+    """The bundle shipped inside the package (trained by training/recipes/default.py)."""
+    return Path(__file__).resolve().parent / "models" / "default"
