@@ -31,7 +31,7 @@ class ModelConfig:
         return asdict(self)
 
     @staticmethod
-    def from_dict(d: dict) -> "ModelConfig":
+    def from_dict(d: dict) -> ModelConfig:
         return ModelConfig(kind=d["kind"], widths=tuple(d["widths"]), expand=int(d.get("expand", 2)))
 
 
@@ -92,7 +92,7 @@ class TinyUNet(nn.Module):
         for block in self.down:
             skips.append(x)
             x = block(x)
-        for block, skip in zip(self.up, reversed(skips)):
+        for block, skip in zip(self.up, reversed(skips), strict=True):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], dim=1))
         return self.head(x)
