@@ -22,8 +22,13 @@ The manifest is the contract between `export` (which writes it) and the runtime 
          "validation": {...}}
       ],
       "producer": {"torch": "...", "onnx": "...", ...},
-      "provenance": {...}                           # where imported weights came from
-    }
+      "provenance": {...},                          # where imported weights came from
+      "base": "default"                             # optional: stages this bundle lacks come from
+    }                                               # the shipped bundle (or a folder path)
+
+A bundle with a `base` (an imported segmenter, say) holds only its own files; `Bundle.resolve(stage)`
+finds each stage here first, then in the base, and every file is still checked against the manifest
+that lists it.
 
 Everything here is plain Python + json + hashlib so the runtime can verify a bundle with no
 ML framework installed. Errors are one line and name the file.
@@ -86,6 +91,7 @@ class Bundle:
     refine_res: int = 512
     producer: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    base: str | None = None
 
     def path(self, artifact: Artifact) -> Path:
         return self.root / artifact.file
@@ -100,6 +106,29 @@ class Bundle:
             for a in cands:
                 if want is None or a.precision == want:
                     return a
+        return None
+
+    def base_bundle(self) -> Bundle | None:
+        """The bundle named by `base` ("default" = the shipped one; else a folder, relative to this one)."""
+        if self.base is None:
+            return None
+        root = default_bundle_dir() if self.base == "default" else (self.root / self.base)
+        base = load_bundle(root)
+        if base.base is not None:
+            raise BundleError(f"{root / 'manifest.json'}: a base bundle cannot itself have a base")
+        return base
+
+    def resolve(self, stage: str, format: str = "onnx", precision: str | None = None
+                ) -> tuple[Bundle, Artifact] | None:
+        """(bundle that holds it, artifact) for a stage: this bundle first, then its base."""
+        a = self.find(stage, format, precision)
+        if a is not None:
+            return self, a
+        base = self.base_bundle()
+        if base is not None:
+            a = base.find(stage, format, precision)
+            if a is not None:
+                return base, a
         return None
 
     def verify(self, artifact: Artifact) -> Path:
@@ -118,6 +147,8 @@ class Bundle:
              "artifacts": [a.to_dict() for a in self.artifacts], "producer": self.producer}
         if self.provenance:
             d["provenance"] = self.provenance
+        if self.base is not None:
+            d["base"] = self.base
         return d
 
 
@@ -199,7 +230,8 @@ def load_bundle(root: str | os.PathLike) -> Bundle:
     return Bundle(root=root, name=str(d.get("name", root.name)),
                   artifacts=tuple(_parse_artifact(a, mpath) for a in arts),
                   model_res=int(d.get("model_res", 256)), refine_res=int(d.get("refine_res", 512)),
-                  producer=dict(d.get("producer", {})), provenance=dict(d.get("provenance", {})))
+                  producer=dict(d.get("producer", {})), provenance=dict(d.get("provenance", {})),
+                  base=d.get("base"))
 
 
 def write_bundle(bundle: Bundle) -> Path:
