@@ -1,0 +1,101 @@
+"""The manifest contract: hand-edited manifests, changed files and base bundles give one-line errors."""
+
+import json
+import shutil
+
+import pytest
+
+from wbg_edge.bundle import BundleError, atomic_write_bytes, default_bundle_dir, load_bundle, sha256_file
+
+
+@pytest.fixture
+def bundle_copy(tmp_path):
+    dst = tmp_path / "b"
+    shutil.copytree(default_bundle_dir(), dst)
+    return dst
+
+
+def edit_manifest(root, change):
+    m = json.loads((root / "manifest.json").read_text())
+    change(m)
+    (root / "manifest.json").write_text(json.dumps(m))
+
+
+def test_shipped_bundle_verifies():
+    b = load_bundle(default_bundle_dir())
+    assert {"depth", "coarse", "refiner"} <= b.stages()
+    for a in b.artifacts:
+        assert b.verify(a).is_file()
+
+
+def test_changed_file_fails_hash_check(bundle_copy):
+    b = load_bundle(bundle_copy)
+    a = b.find("refiner")
+    with open(bundle_copy / a.file, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(BundleError, match=r"refiner.*SHA-256 .* does not match") as e:
+        b.verify(a)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m["artifacts"][0].update(contract="nonsense"), "unknown contract"),
+        (lambda m: m["artifacts"][0].update(contract_version=99), "contract version 99"),
+        (lambda m: m["artifacts"][0].pop("sha256"), "malformed"),
+        (lambda m: m["artifacts"][0].update(file="../../etc/passwd"), "plain name inside the bundle"),
+        (lambda m: m.update(schema=7), "schema 7"),
+        (lambda m: m.update(artifacts=[]), "no artifacts"),
+    ],
+)
+def test_hand_edited_manifest_is_refused(bundle_copy, change, message):
+    edit_manifest(bundle_copy, change)
+    with pytest.raises(BundleError, match=message) as e:
+        load_bundle(bundle_copy)
+    assert "manifest.json" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_wrong_tensor_names_for_contract(bundle_copy):
+    def rename(m):
+        art = next(a for a in m["artifacts"] if a["contract"] == "refiner")
+        art["outputs"] = {"alpha": art["outputs"].pop("delta")}
+
+    edit_manifest(bundle_copy, rename)
+    with pytest.raises(BundleError, match="contract 'refiner' needs"):
+        load_bundle(bundle_copy)
+
+
+def test_not_json_and_missing_folder(tmp_path):
+    with pytest.raises(BundleError, match="does not exist"):
+        load_bundle(tmp_path / "nope")
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(tmp_path)
+
+
+def test_base_bundle_supplies_missing_stages(tmp_path):
+    # An imported-style bundle: only a coarse file of its own, the rest from the shipped bundle.
+    own = tmp_path / "rw"
+    own.mkdir()
+    src = load_bundle(default_bundle_dir())
+    coarse = src.find("coarse")
+    shutil.copy(src.path(coarse), own / "seg.onnx")
+    entry = dict(coarse.to_dict(), file="seg.onnx", sha256=sha256_file(own / "seg.onnx"))
+    (own / "manifest.json").write_text(json.dumps({"schema": 1, "name": "rw", "base": "default", "artifacts": [entry]}))
+    b = load_bundle(own)
+    holder, art = b.resolve("coarse")
+    assert holder.root == own and art.file == "seg.onnx"
+    holder, art = b.resolve("refiner")
+    assert holder.root == default_bundle_dir() and holder.verify(art).is_file()
+    assert b.resolve("coarse", format="engine") is None
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    target = tmp_path / "x.bin"
+    atomic_write_bytes(target, b"old")
+
+    with pytest.raises(TypeError):
+        atomic_write_bytes(target, object())  # not bytes: the write fails midway
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]  # no temp file left behind
