@@ -1,0 +1,74 @@
+"""The Ray Data executor of `wbg-edge batch` (imported only with --ray; Ray is the optional [batch] extra).
+
+Units (see batch.py) become the rows of a Ray Dataset, one row per block; `map_batches` runs them on
+a fixed pool of actors (`RayUnitWorker`), each holding one Pipeline and asking Ray for one GPU when
+the cluster has GPUs, else `threads` CPUs. Actors write their outputs themselves (staging name inside
+OUTDIR + rename), so OUTDIR must be on a filesystem every node sees. Ray Data restarts an actor that
+dies and retries its task; a retried Unit overwrites its output by rename, so nothing is duplicated.
+The same code serves `--ray auto` (a local Ray started here, torn down at the end) and `--ray ADDRESS`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from wbg_edge.batch import RAY_EXTRA_HINT, BatchError, Job, Unit, UnitRunner
+
+LOCAL_OBJECT_STORE_BYTES = 256 << 20  # rows are small JSON strings; frames never go through the store
+
+
+class RayUnitWorker:
+    """Ray Data actor: one Pipeline, Units in (JSON column `unit`), result dicts out (JSON column `result`)."""
+
+    def __init__(self, job: Job):
+        self.runner = UnitRunner(job)
+
+    def __call__(self, batch: dict) -> dict:
+        out = [json.dumps(self.runner.run(Unit.from_json(str(s)))) for s in batch["unit"]]
+        return {"result": np.array(out, dtype=object)}
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise BatchError(RAY_EXTRA_HINT) from None
+    return ray
+
+
+def run_ray(job: Job, units: Sequence[Unit], address: str, workers: int,
+            on_result: Callable[[dict], None]) -> None:
+    """Run the Units as a Ray Data job; `on_result` gets each Unit's result dict as it completes."""
+    ray = _import_ray()
+    started = False
+    if not ray.is_initialized():
+        quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+        try:
+            if address in ("auto", "local"):
+                ray.init(num_cpus=workers, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **quiet)
+            else:
+                ray.init(address=address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise BatchError(f"--ray {address}: cannot start or reach Ray ({str(e).splitlines()[0]})") from None
+        started = True
+    try:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        if gpus:
+            size, res = min(workers, gpus, len(units)), {"num_gpus": 1}
+        else:
+            size, res = min(workers, len(units)), {"num_cpus": max(1, job.threads)}
+        ds = ray.data.from_items([{"unit": u.to_json()} for u in units], override_num_blocks=len(units))
+        ds = ds.map_batches(RayUnitWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=max(1, size)),
+                            fn_constructor_kwargs={"job": job}, **res)
+        for row in ds.iter_rows():
+            on_result(json.loads(row["result"]))
+    finally:
+        if started:
+            ray.shutdown()
