@@ -1,0 +1,388 @@
+"""Import a pretrained person segmenter as the coarse stage of a bundle (issue 13).
+
+    python -m export.import_coarse mediapipe-selfie [--variant general|landscape] [--wheel PATH] [--out DIR]
+                                   [--with-refiner [BUNDLE_DIR] | --no-refiner] [--no-depth]
+
+MediaPipe's selfie segmentation (Apache-2.0) ships as .tflite files inside the `mediapipe==0.10.14` wheel
+on PyPI. The wheel is only downloaded (`pip download --no-deps`) and opened as a zip: mediapipe is never
+installed (it pins protobuf < 5 and numpy < 2). The .tflite is converted by `export.tflite_to_onnx` to the
+coarse `rgb` contract:
+
+    image  float32 (1, 3, H, W) RGB in [0, 1] at the model's fixed size (general 256x256, landscape 144x256)
+    alpha  float32 (1, 1, H, W) in [0, 1]
+
+then checked (ONNX checker, parity against the TFLite interpreter on real photos when `ai-edge-litert` is
+installed) and written with a manifest entry recording its provenance (wheel name and SHA-256, path in the
+wheel, licence text, converter version). Conversion is deterministic: the same wheel gives the same bytes.
+
+A "real-world" bundle is this coarse model plus our refiner (and our depth model unless --no-depth), copied
+from another bundle. Installed real-world bundles live in `real_world_bundle_dir()`
+(`$WBG_EDGE_HOME/bundles/real-world`, WBG_EDGE_HOME defaulting to ~/.cache/wbg-edge); without --out the
+importer installs there and makes a complete bundle; with --out it writes only the coarse model unless
+--with-refiner is given.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+from wbg_edge.bundle import (
+    Artifact,
+    Bundle,
+    BundleError,
+    atomic_write_bytes,
+    default_bundle_dir,
+    load_bundle,
+    sha256_file,
+    write_bundle,
+)
+
+PACKAGE = "mediapipe"
+VERSION = "0.10.14"
+SOURCES = ("mediapipe-selfie",)
+# variant -> (path inside the wheel, ONNX file name in the bundle, SHA-256 of the .tflite in every 0.10.14 wheel)
+VARIANTS = {
+    "general": ("mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
+                "mediapipe_selfie_general.onnx",
+                "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c"),
+    "landscape": ("mediapipe/modules/selfie_segmentation/selfie_segmentation_landscape.tflite",
+                  "mediapipe_selfie_landscape.onnx",
+                  "a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd"),
+}
+# The .tflite files are identical in every platform's wheel (checked: manylinux x86_64 / aarch64, macOS
+# universal2, win_amd64), so when this platform has no wheel we fetch this one instead.
+FALLBACK_PLATFORM = ("manylinux_2_17_x86_64", "3.11")
+# Parity with the TFLite interpreter (XNNPACK). Both sit within ~2-5e-5 of a float64 evaluation of the graph.
+PARITY_MAX_ABS = 1e-4
+PARITY_MEAN_ABS = 1e-6
+_UNREACHABLE = re.compile(r"NewConnectionError|Failed to establish|Temporary failure in name resolution|"
+                          r"Name or service not known|Network is unreachable|ProxyError|ConnectTimeout|"
+                          r"Read timed out|Could not fetch URL|SSLError|ConnectionError", re.I)
+
+
+class ImportCoarseError(RuntimeError):
+    """The import cannot go on; the message is one line."""
+
+
+class RegistryUnreachable(ImportCoarseError):
+    """pip could not reach the package index to download the wheel."""
+
+
+def wbg_edge_home() -> Path:
+    """Per-user cache root: $WBG_EDGE_HOME, else ~/.cache/wbg-edge."""
+    env = os.environ.get("WBG_EDGE_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "wbg-edge"
+
+
+def real_world_bundle_dir() -> Path:
+    """Where the installed real-world bundle lives (the importer's default --out; the runtime looks here)."""
+    return wbg_edge_home() / "bundles" / "real-world"
+
+
+def wheel_cache_dir() -> Path:
+    return wbg_edge_home() / "wheels"
+
+
+# -- the wheel ----------------------------------------------------------------------------------------
+def _cached_wheels(cache: Path) -> list[Path]:
+    return sorted(cache.glob(f"{PACKAGE}-{VERSION}-*.whl"))
+
+
+def _pip_download(dest: Path, extra: list[str]) -> tuple[int, str]:
+    cmd = [sys.executable, "-m", "pip", "download", f"{PACKAGE}=={VERSION}", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "--retries", "1", "--timeout", "30", "-d", str(dest), *extra]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except FileNotFoundError as e:
+        raise ImportCoarseError(f"cannot run pip to download {PACKAGE}=={VERSION}: {e}") from None
+    except subprocess.TimeoutExpired:
+        raise RegistryUnreachable(f"pip download {PACKAGE}=={VERSION} took over 10 minutes; "
+                                  f"download the wheel yourself and pass --wheel PATH") from None
+    return r.returncode, r.stdout + r.stderr
+
+
+def fetch_wheel(cache: Path | None = None) -> Path:
+    """The mediapipe 0.10.14 wheel from the cache, or downloaded into it (this platform's, else a fixed one)."""
+    cache = Path(cache) if cache is not None else wheel_cache_dir()
+    found = _cached_wheels(cache)
+    if found:
+        return found[0]
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
+        rc, log = _pip_download(Path(tmp), [])
+        if rc != 0 and not _UNREACHABLE.search(log):  # e.g. no wheel for this Python / platform
+            plat, py = FALLBACK_PLATFORM
+            rc, log = _pip_download(Path(tmp), ["--platform", plat, "--python-version", py])
+        if rc != 0:
+            last = next((ln.strip() for ln in reversed(log.splitlines()) if ln.strip()), "no output")
+            if _UNREACHABLE.search(log):
+                raise RegistryUnreachable(f"cannot reach the package registry to download {PACKAGE}=={VERSION} "
+                                          f"({last}); pass --wheel PATH")
+            raise ImportCoarseError(f"no {PACKAGE}=={VERSION} wheel found ({last}); pass --wheel PATH")
+        got = _cached_wheels(Path(tmp))
+        if not got:
+            raise ImportCoarseError(f"pip download left no {PACKAGE}-{VERSION}-*.whl in {tmp}")
+        final = cache / got[0].name
+        os.replace(got[0], final)  # same filesystem: readers never see a half-written wheel
+    return final
+
+
+@dataclass(frozen=True)
+class WheelContents:
+    wheel: Path
+    wheel_sha256: str
+    member: str
+    tflite: bytes
+    licence_file: str
+    licence_text: str
+    licence_name: str  # the METADATA `License:` field, e.g. "Apache 2.0"
+
+
+def read_wheel(wheel: Path, member: str) -> WheelContents:
+    """Read one model file and the licence from the wheel (a zip); nothing is installed or extracted."""
+    wheel = Path(wheel)
+    if not wheel.is_file():
+        raise ImportCoarseError(f"{wheel}: wheel file not found")
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            names = z.namelist()
+            if member not in names:
+                raise ImportCoarseError(f"{wheel.name}: {member} is not in the wheel "
+                                        f"(mediapipe {VERSION} ships it; 1.x releases do not)")
+            data = z.read(member)
+            lic = sorted(n for n in names if re.search(r"\.dist-info/(licenses/)?(LICEN[CS]E|COPYING)[^/]*$", n))
+            if not lic:
+                raise ImportCoarseError(f"{wheel.name}: no licence file in the wheel's .dist-info")
+            licence_text = z.read(lic[0]).decode("utf-8", "replace")
+            meta = next((n for n in names if n.endswith(".dist-info/METADATA")), None)
+            licence_name = ""
+            if meta:
+                m = re.search(r"^License: *(.+)$", z.read(meta).decode("utf-8", "replace"), re.M)
+                licence_name = m.group(1).strip() if m else ""
+    except zipfile.BadZipFile:
+        raise ImportCoarseError(f"{wheel}: not a valid wheel (zip) file") from None
+    return WheelContents(wheel, sha256_file(wheel), member, data, lic[0], licence_text, licence_name)
+
+
+# -- validation ---------------------------------------------------------------------------------------
+def sample_photos() -> dict[str, np.ndarray]:
+    """Real photos that ship inside installed packages (RGB uint8), those that are available."""
+    photos = {}
+    try:
+        import skimage.data
+        photos["astronaut"] = skimage.data.astronaut()
+        photos["camera"] = np.repeat(skimage.data.camera()[..., None], 3, axis=2)
+    except ImportError:
+        pass
+    try:
+        import cv2
+        import matplotlib
+        p = Path(matplotlib.__file__).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg"
+        img = cv2.imread(str(p))
+        if img is not None:
+            photos["grace_hopper"] = img[..., ::-1].copy()
+    except ImportError:
+        pass
+    return photos
+
+
+def to_model_input(rgb: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """RGB uint8 (h, w, 3) -> float32 (h', w', 3) in [0, 1] at the model size (area resampling)."""
+    import cv2
+    return cv2.resize(rgb, (hw[1], hw[0]), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def tflite_reference(tflite_bytes: bytes):
+    """A callable running the original model in the TFLite interpreter (NHWC in/out), or None if unavailable."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        return None
+    it = Interpreter(model_content=tflite_bytes)  # the default resolver runs MediaPipe's custom op via XNNPACK
+    it.allocate_tensors()
+    i, o = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+
+    def run(x_nhwc: np.ndarray) -> np.ndarray:
+        it.set_tensor(i, x_nhwc)
+        it.invoke()
+        return it.get_tensor(o).copy()
+    return run
+
+
+def validate(onnx_bytes: bytes, tflite_bytes: bytes, hw: tuple[int, int]) -> dict:
+    """ONNX checker, then onnxruntime vs the TFLite interpreter on real photos; raises if they disagree."""
+    import onnx
+    import onnxruntime as ort
+    try:
+        onnx.checker.check_model(onnx.load_from_string(onnx_bytes), full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ImportCoarseError(f"converted ONNX fails the ONNX checker: {str(e).splitlines()[0]}") from None
+    sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    ref = tflite_reference(tflite_bytes)
+    photos = sample_photos()
+    if not photos:  # still exercise the graph on a deterministic image
+        photos = {"noise": np.random.default_rng(0).integers(0, 256, (hw[0], hw[1], 3), dtype=np.uint8)}
+    report: dict = {"onnx_checker": "ok", "reference": None, "images": {}}
+    if ref is not None:
+        report["reference"] = f"ai-edge-litert {version('ai-edge-litert')} TFLite interpreter"
+    worst_max, means = 0.0, []
+    for name, img in photos.items():
+        x = to_model_input(img, hw)
+        y = sess.run(["alpha"], {"image": x.transpose(2, 0, 1)[None].copy()})[0][0, 0]
+        entry = {"alpha_mean": round(float(y.mean()), 6)}
+        if ref is not None:
+            r = ref(x[None])[0, :, :, 0]
+            d = np.abs(y - r)
+            a, b = y > 0.5, r > 0.5
+            entry.update(max_abs_diff=float(d.max()), mean_abs_diff=float(d.mean()),
+                         iou=float((a & b).sum() / max((a | b).sum(), 1)))
+            worst_max = max(worst_max, entry["max_abs_diff"])
+            means.append(entry["mean_abs_diff"])
+        report["images"][name] = entry
+    if ref is None:
+        report["parity"] = "skipped: ai-edge-litert is not installed (pip install ai-edge-litert)"
+        return report
+    report.update(max_abs_diff=worst_max, mean_abs_diff=float(np.mean(means)),
+                  tolerance={"max_abs": PARITY_MAX_ABS, "mean_abs": PARITY_MEAN_ABS})
+    if worst_max > PARITY_MAX_ABS or report["mean_abs_diff"] > PARITY_MEAN_ABS:
+        raise ImportCoarseError(f"converted ONNX disagrees with the TFLite interpreter: max |diff| {worst_max:.2e}, "
+                                f"mean {report['mean_abs_diff']:.2e} (tolerance {PARITY_MAX_ABS:g} / "
+                                f"{PARITY_MEAN_ABS:g})")
+    return report
+
+
+# -- the bundle ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImportResult:
+    bundle: Bundle
+    artifact: Artifact
+    validation: dict
+    seconds: dict
+
+
+def _copy_stage(src: Bundle, stage: str, out: Path) -> Artifact:
+    a = src.find(stage, "onnx")
+    if a is None:
+        raise ImportCoarseError(f"{src.root}: bundle has no {stage} ONNX to copy")
+    atomic_write_bytes(out / a.file, src.verify(a).read_bytes())
+    return a
+
+
+def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general", wheel: str | os.PathLike | None = None,
+                            refiner_bundle: str | os.PathLike | None = None, depth: bool = True,
+                            check: bool = True) -> ImportResult:
+    """Convert MediaPipe selfie segmentation into a bundle at `out` (see the module docstring).
+
+    `refiner_bundle`: copy the refiner (and the depth model when `depth`) from this bundle, making a complete
+    real-world bundle; None writes only the coarse model."""
+    from export.tflite_to_onnx import CONVERTER_VERSION, OPSET, convert, op_histogram
+    if variant not in VARIANTS:
+        raise ImportCoarseError(f"unknown variant {variant!r}; expected one of {sorted(VARIANTS)}")
+    member, onnx_name, _ = VARIANTS[variant]
+    out = Path(out)
+    t0 = time.perf_counter()
+    whl = Path(wheel) if wheel is not None else fetch_wheel()
+    src = read_wheel(whl, member)
+    t1 = time.perf_counter()
+    model = convert(src.tflite, graph_name=f"mediapipe_selfie_{variant}")
+    onnx_bytes = model.SerializeToString()
+    t2 = time.perf_counter()
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    h, w = dims[2], dims[3]
+    report = validate(onnx_bytes, src.tflite, (h, w)) if check else {"parity": "skipped (--no-check)"}
+    t3 = time.perf_counter()
+
+    ref = load_bundle(refiner_bundle) if refiner_bundle is not None else None
+    old = None
+    if (out / "manifest.json").is_file():
+        try:
+            old = load_bundle(out)
+        except BundleError:
+            old = None
+    atomic_write_bytes(out / onnx_name, onnx_bytes)
+    coarse = Artifact(stage="coarse", file=onnx_name, format="onnx", precision="fp32", contract="rgb",
+                      sha256=hashlib.sha256(onnx_bytes).hexdigest(), inputs={"image": [1, 3, h, w]},
+                      outputs={"alpha": [1, 1, h, w]}, fixed_size=(h, w), layout="NCHW", validation=report)
+    artifacts = [coarse]
+    import onnx
+    provenance = {"coarse": {
+        "source": "mediapipe-selfie", "variant": variant, "package": f"{PACKAGE}=={VERSION}",
+        "wheel": src.wheel.name, "wheel_sha256": src.wheel_sha256, "path_in_wheel": member,
+        "tflite_sha256": hashlib.sha256(src.tflite).hexdigest(),
+        "tflite_ops": dict(sorted(op_histogram(src.tflite).items())),
+        "licence": src.licence_name, "licence_file": src.licence_file, "licence_text": src.licence_text,
+        "converter": f"export.tflite_to_onnx {CONVERTER_VERSION}",
+        "note": "layout NHWC -> NCHW inside the graph; float16 weights widened to float32; "
+                "Convolution2DTransposeBias -> ConvTranspose with bias; output clamped to [0, 1]"}}
+    model_res, refine_res, name = 256, 512, f"mediapipe-selfie-{variant}"
+    if ref is not None:
+        stages = ["refiner"] + (["depth"] if depth and ref.find("depth", "onnx") is not None else [])
+        for stage in stages:
+            artifacts.append(_copy_stage(ref, stage, out))
+            provenance[stage] = {"bundle": ref.name, "producer": ref.producer}
+        model_res, refine_res, name = ref.model_res, ref.refine_res, "real-world"
+    bundle = Bundle(root=out, name=name, artifacts=tuple(artifacts), model_res=model_res, refine_res=refine_res,
+                    producer={"onnx": onnx.__version__, "tflite": version("tflite"), "opset": OPSET,
+                              "converter": f"export.tflite_to_onnx {CONVERTER_VERSION}"},
+                    provenance=provenance)
+    write_bundle(bundle)
+    if old is not None:  # files the previous manifest listed and this one does not
+        keep = {a.file for a in artifacts}
+        for a in old.artifacts:
+            if a.file not in keep:
+                (out / a.file).unlink(missing_ok=True)
+    t4 = time.perf_counter()
+    return ImportResult(bundle, coarse, report, {"wheel": t1 - t0, "convert": t2 - t1, "validate": t3 - t2,
+                                                 "write": t4 - t3})
+
+
+# -- CLI ----------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m export.import_coarse", description=__doc__.splitlines()[0])
+    p.add_argument("source", choices=SOURCES)
+    p.add_argument("--variant", choices=sorted(VARIANTS), default="general",
+                   help="general: 256x256 input; landscape: 144x256 input")
+    p.add_argument("--wheel", type=Path, help=f"a {PACKAGE}-{VERSION} wheel file (default: download into the cache)")
+    p.add_argument("--out", type=Path, help=f"bundle folder (default: {real_world_bundle_dir()})")
+    ref = p.add_mutually_exclusive_group()
+    ref.add_argument("--with-refiner", nargs="?", type=Path, const=default_bundle_dir(), metavar="BUNDLE_DIR",
+                     help="copy the refiner (and depth) from this bundle (default when given without a value: the "
+                          "shipped bundle). Default: on when --out is omitted, off otherwise")
+    ref.add_argument("--no-refiner", action="store_true", help="write only the imported coarse model")
+    p.add_argument("--no-depth", action="store_true", help="do not copy the depth model with the refiner")
+    p.add_argument("--no-check", action="store_true", help="skip the parity check against the TFLite interpreter")
+    a = p.parse_args(argv)
+    out = a.out if a.out is not None else real_world_bundle_dir()
+    refiner = a.with_refiner
+    if refiner is None and a.out is None and not a.no_refiner:
+        refiner = default_bundle_dir()
+    from export.tflite_to_onnx import ConversionError
+    try:
+        r = import_mediapipe_selfie(out, variant=a.variant, wheel=a.wheel, refiner_bundle=refiner,
+                                    depth=not a.no_depth, check=not a.no_check)
+    except (ImportCoarseError, ConversionError, BundleError) as e:
+        print(f"import_coarse: {e}", file=sys.stderr)
+        return 2
+    v = r.validation
+    parity = (f"max |diff| {v['max_abs_diff']:.1e}, mean {v['mean_abs_diff']:.1e} vs TFLite on "
+              f"{', '.join(v['images'])}" if "max_abs_diff" in v else v.get("parity", ""))
+    stages = ", ".join(f"{x.stage}={x.file}" for x in r.bundle.artifacts)
+    print(f"wrote {r.bundle.root} ({stages}); {r.artifact.fixed_size[0]}x{r.artifact.fixed_size[1]} rgb; {parity}; "
+          f"convert {r.seconds['convert']:.2f} s, validate {r.seconds['validate']:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
