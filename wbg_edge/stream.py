@@ -1,0 +1,182 @@
+"""The streaming loop: source -> Pipeline -> sink, one frame at a time, and the benchmark built on it.
+
+    with open_source(uri) as src, open_sink(out, fps=src.fps) as sink:
+        for tick in run_stream(src, pipeline, sink, mode="composite", stop=stop_event):
+            ...  # tick.fps, tick.latency_ms for a live readout
+
+Capture already runs on its own thread inside the Source (bounded queue; a live source keeps only
+the newest frame). The loop itself is sequential on the caller's thread: it reads, runs the
+Pipeline, writes, and yields a `Tick`. It checks `stop` between frames, so a signal handler that
+sets it ends the stream after the current frame and the caller's `with` closes (finalizes) the sink.
+It never prints; `StreamStats` collects what happened for the caller to report.
+"""
+from __future__ import annotations
+
+import resource
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .sinks import SinkClosed
+
+OUTPUT_MODES = ("composite", "rgba", "alpha")
+
+
+@dataclass
+class Tick:
+    index: int            # count of frames written so far, minus one
+    frame: np.ndarray     # the input frame (BGR u8)
+    matte: object         # what Pipeline.process returned
+    image: np.ndarray     # what was written to the sink
+    latency_ms: float     # capture -> written
+    fps: float            # frames written per second over the last ~second
+
+
+@dataclass
+class StreamStats:
+    frames: int = 0
+    wall_s: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    ended_by: str = ""    # "end of input" | "stop requested" | "frame limit" | "output closed"
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def latency_ms(self) -> float:
+        return float(np.median(self.latencies_ms)) if self.latencies_ms else 0.0
+
+
+def output_image(matte, mode: str) -> np.ndarray:
+    """The uint8 image a sink gets for `mode`: alpha HxW, rgba HxWx4 (BGRA order), composite HxWx3."""
+    if mode == "alpha":
+        a = matte.alpha
+        return a if a.dtype == np.uint8 else np.floor(np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
+    img = getattr(matte, "composite", None)
+    if mode == "rgba":
+        if img is not None and img.ndim == 3 and img.shape[2] == 4:
+            return img
+        fg = getattr(matte, "foreground", None)
+        base = fg if fg is not None else img
+        return np.dstack([base[..., :3], output_image(matte, "alpha")])
+    if img is None:
+        raise ValueError("the pipeline returned no composite image")
+    return img if img.ndim == 2 or img.shape[2] == 3 else img[..., :3]
+
+
+def run_stream(source, pipeline, sink, mode: str = "composite", stop: threading.Event | None = None,
+               max_frames: int | None = None, stats: StreamStats | None = None,
+               read_timeout: float = 0.25) -> Iterator[Tick]:
+    """Yield one Tick per frame written; returns at the end of the input, on `stop`, or after
+    `max_frames`. Source, pipeline and sink errors propagate (the caller closes what it opened)."""
+    if mode not in OUTPUT_MODES:
+        raise ValueError(f"output mode must be one of {OUTPUT_MODES}, got {mode!r}")
+    stats = stats if stats is not None else StreamStats()
+    window: deque[float] = deque()
+    t0 = time.perf_counter()
+    try:
+        while True:
+            if stop is not None and stop.is_set():
+                stats.ended_by = "stop requested"
+                return
+            if max_frames is not None and stats.frames >= max_frames:
+                stats.ended_by = "frame limit"
+                return
+            frame = source.read(timeout=read_timeout)
+            if frame is None:
+                if source.finished:
+                    stats.ended_by = "end of input"
+                    return
+                continue
+            matte = pipeline.process(frame.image)
+            image = output_image(matte, mode)
+            try:
+                sink.write(image)
+            except SinkClosed:
+                stats.ended_by = "output closed"
+                return
+            now = time.perf_counter()
+            latency = (now - frame.t_capture) * 1000.0
+            stats.frames += 1
+            stats.latencies_ms.append(latency)
+            window.append(now)
+            while window and now - window[0] > 1.0:
+                window.popleft()
+            fps = (len(window) - 1) / (window[-1] - window[0]) if len(window) > 1 else 0.0
+            yield Tick(stats.frames - 1, frame.image, matte, image, latency, fps)
+    finally:
+        stats.wall_s = time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- benchmark
+
+def rss_mb() -> float:
+    """Resident memory now (MiB); 0 where /proc is missing."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+    except OSError:
+        return 0.0
+
+
+def peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+MODEL_STAGES = ("depth", "coarse", "matting", "refiner", "refine")
+
+
+def is_model_stage(name: str) -> bool:
+    """Timings keys that are model runs (the rest are the pipeline's own work: pack, finish, ...)."""
+    return name.split(".")[0].split("_")[0] in MODEL_STAGES and not name.endswith(("pack", "finish", "total"))
+
+
+def bench_stream(source, pipeline, frames: int, warmup: int = 5, mode: str = "composite") -> dict:
+    """Run `frames` frames (after `warmup` untimed ones) through `run_stream` into a null sink.
+
+    Returns a dict: per-stage median ms, end-to-end ms per frame and fps (wall time over the timed
+    frames, so everything the loop does counts), the sum of model medians, pipeline overhead
+    (end-to-end minus model time), latency median, memory (RSS after warm-up, at the end, peak).
+    """
+    from .sinks import NullSink
+
+    sink = NullSink()
+    stage_ms: dict[str, list[float]] = {}
+    times: list[float] = []
+    rss_warm = None
+    t_prev = None
+    lat: list[float] = []
+    for tick in run_stream(source, pipeline, sink, mode=mode, max_frames=warmup + frames):
+        now = time.perf_counter()
+        if tick.index < warmup:
+            t_prev = now
+            continue
+        if rss_warm is None:
+            rss_warm = rss_mb()
+        times.append(now - t_prev)
+        t_prev = now
+        lat.append(tick.latency_ms)
+        for k, v in (getattr(tick.matte, "timings", None) or {}).items():
+            stage_ms.setdefault(k, []).append(float(v))
+    n = len(times)
+    if n == 0:
+        raise ValueError("bench: the source gave no frames after warm-up")
+    e2e = 1000.0 * float(np.sum(times)) / n
+    stages = {k: float(np.median(v)) for k, v in stage_ms.items()}
+    model = sum(v for k, v in stages.items() if is_model_stage(k))
+    return {
+        "frames": n, "warmup": warmup,
+        "end_to_end_ms": e2e, "fps": 1000.0 / e2e if e2e > 0 else 0.0,
+        "end_to_end_median_ms": 1000.0 * float(np.median(times)),
+        "stages_ms": stages, "model_ms": model,
+        "overhead_ms": e2e - model, "overhead_pct": 100.0 * (e2e - model) / e2e if e2e > 0 else 0.0,
+        "latency_median_ms": float(np.median(lat)),
+        "rss_after_warmup_mb": rss_warm or 0.0, "rss_end_mb": rss_mb(), "peak_rss_mb": peak_rss_mb(),
+    }
