@@ -57,7 +57,6 @@ class BatchConfig:
     chunk_frames: int = 600           # videos longer than this are cut into chunks (0: never)
     overlap: int = 8                  # frames decoded before each chunk to warm temporal smoothing
     batch_frames: int = 1             # frames per Pipeline call when the Pipeline accepts batches
-    format: str = "same"              # output container: "same" as the input, or an extension (mp4, mov, png...)
     summary: Path | None = None       # default OUTDIR/batch-summary.json
     retries: int = 2                  # extra attempts for a Unit whose worker died (local pool)
 
@@ -103,7 +102,7 @@ class Job:
     pipeline_config: Any              # wbg_edge.pipeline.PipelineConfig
     outdir: str
     output_mode: str = "composite"    # which Matte field goes to the sink: composite | alpha | rgba
-    format: str = "same"
+    format: str = "same"              # output container: "same" as the input, or an extension (mp4, mov, png...)
     batch_frames: int = 1
     threads: int = 0                  # inference threads per worker (0: leave the Pipeline's default)
 
@@ -558,7 +557,7 @@ def plan(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, job: Job) -> tup
     bundle_h, opts_h = bundle_fingerprint(job.pipeline_config), options_fingerprint(job)
     for inp in expand_inputs(inputs):
         guess_kind = "images" if inp.is_dir() else "video"
-        name = output_name(inp, guess_kind, cfg.format)
+        name = output_name(inp, guess_kind, job.format)
         if name in names:
             raise BatchError(f"{inp}: its output {cfg.outdir / name} clashes with the one of {names[name]}; "
                              f"rename one input")
