@@ -300,7 +300,10 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
     onnx_bytes = model.SerializeToString()
     t2 = time.perf_counter()
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    out_dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
     h, w = dims[2], dims[3]
+    if dims[:2] != [1, 3] or out_dims != [1, 1, h, w]:
+        raise ImportCoarseError(f"{member}: expected (1,3,H,W) -> (1,1,H,W) after conversion, got {dims} -> {out_dims}")
     report = validate(onnx_bytes, src.tflite, (h, w)) if check else {"parity": "skipped (--no-check)"}
     t3 = time.perf_counter()
 

@@ -4,7 +4,7 @@ Built on the `tflite` flatbuffer parser and `onnx.helper` only (the `[import]` e
 
 Contract of the result:
   input  `image` float32 (1, C, H, W)  -- the TFLite input (1, H, W, C) in NCHW, values passed through unchanged
-  output `alpha` float32 (1, 1, H, W)  -- the TFLite output (1, H, W, 1) in NCHW, clamped to [0, 1]
+  output `alpha` float32 (1, C, H, W)  -- the TFLite output (1, H, W, C) in NCHW, clamped to [0, 1] by default
 
 Every rank-4 activation is kept in NCHW inside the ONNX graph, so the NHWC -> NCHW layout change costs no
 Transpose node: weights are permuted once at conversion and axis-dependent ops (MEAN, CONCATENATION,
@@ -346,14 +346,14 @@ class _Converter:
                    output_padding=out_pad)
 
     # -- graph -----------------------------------------------------------------------------------
-    def run(self, graph_name: str):
+    def run(self, graph_name: str, clamp: bool):
         tfl, onnx = self.tflite, self.onnx
         ins, outs = self.g.InputsAsNumpy(), self.g.OutputsAsNumpy()
         if len(ins) != 1 or len(outs) != 1:
             raise ConversionError(f"expected one input and one output, found {len(ins)} and {len(outs)}")
         x_t, y_t = self.tensors[int(ins[0])], self.tensors[int(outs[0])]
-        if len(x_t.shape) != 4 or x_t.dtype != np.float32 or len(y_t.shape) != 4 or y_t.shape[3] != 1:
-            raise ConversionError(f"expected float NHWC image in, (1,H,W,1) out; got {x_t.shape} -> {y_t.shape}")
+        if len(x_t.shape) != 4 or x_t.dtype != np.float32 or len(y_t.shape) != 4:
+            raise ConversionError(f"expected a float NHWC image in and out; got {x_t.shape} -> {y_t.shape}")
         self.values[int(ins[0])] = self.input_name
         handlers = {
             "CONV_2D": lambda op: self._conv(op, depthwise=False),
@@ -385,13 +385,17 @@ class _Converter:
         y_idx = int(outs[0])
         if y_idx not in self.values:
             raise ConversionError(f"the model output {y_t.name!r} is produced by no converted op")
-        self._node("Clip", [self.values[y_idx], self._init("lo", np.array(0.0, np.float32)),
-                            self._init("hi", np.array(1.0, np.float32))], [self.output_name])
+        if clamp:
+            self._node("Clip", [self.values[y_idx], self._init("lo", np.array(0.0, np.float32)),
+                                self._init("hi", np.array(1.0, np.float32))], [self.output_name])
+        else:
+            self._node("Identity", [self.values[y_idx]], [self.output_name])
         n, h, w, c = x_t.shape
+        yn, yh, yw, yc = y_t.shape
         graph = onnx.helper.make_graph(
             self.nodes, graph_name,
             [onnx.helper.make_tensor_value_info(self.input_name, onnx.TensorProto.FLOAT, [n, c, h, w])],
-            [onnx.helper.make_tensor_value_info(self.output_name, onnx.TensorProto.FLOAT, [n, 1, h, w])],
+            [onnx.helper.make_tensor_value_info(self.output_name, onnx.TensorProto.FLOAT, [yn, yc, yh, yw])],
             initializer=self.inits)
         model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                                        producer_name="wbg-edge.tflite_to_onnx", producer_version=CONVERTER_VERSION)
@@ -399,8 +403,10 @@ class _Converter:
         return model
 
 
-def convert(data: bytes, *, input_name: str = "image", output_name: str = "alpha", graph_name: str = "tflite"):
-    """Convert a float TFLite image model (NHWC in, (1,H,W,1) out) to an NCHW `onnx.ModelProto`.
+def convert(data: bytes, *, input_name: str = "image", output_name: str = "alpha", graph_name: str = "tflite",
+            clamp: bool = True):
+    """Convert a float TFLite image model (NHWC in, NHWC out) to an NCHW `onnx.ModelProto`.
 
-    Raises ConversionError (one line) for anything outside the supported op set."""
-    return _Converter(data, input_name, output_name).run(graph_name)
+    `clamp` ends the graph with Clip(0, 1) (the alpha contract). Raises ConversionError (one line) for anything
+    outside the supported op set."""
+    return _Converter(data, input_name, output_name).run(graph_name, clamp)
