@@ -1,0 +1,119 @@
+"""One seam for running a model: the `Backend` protocol, and the choice between backends.
+
+A backend is loaded from one bundle artifact, reports its input/output specs by tensor name,
+and runs a dict of named host arrays (optionally writing into caller-owned output arrays, so the
+pipeline's hot path allocates nothing). A stage never knows which backend runs it (DESIGN.md 2).
+
+    ort   ONNX Runtime: CPU everywhere; CUDA / TensorRT execution providers when installed
+    trt   native TensorRT 10/11 or TensorRT for RTX engines (module from the manifest)
+"""
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..bundle import Artifact, Bundle, BundleError
+
+BACKENDS = ("auto", "ort", "trt")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple  # ints, or str / None for dynamic dims
+    dtype: np.dtype
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    threads: int | None = None       # ORT intra-op threads (None: all cores)
+    spin: bool = True                # ORT worker threads spin between runs (lower latency, more CPU)
+    providers: tuple[str, ...] = ()  # ORT: () = best available of ("tensorrt", "cuda", "cpu")
+    memory: str = "auto"             # TensorRT device memory: "auto" | "cuda-python" | "pycuda"
+    cuda_graph: bool = True          # TensorRT: replay a CUDA graph while input shapes stay fixed
+    device: int = 0
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    def inputs(self) -> dict[str, TensorSpec]: ...
+
+    def outputs(self) -> dict[str, TensorSpec]: ...
+
+    def run(self, feeds: Mapping[str, np.ndarray],
+            out: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Run on host arrays keyed by input name. With `out`, results are written into those
+        arrays (shapes must match) and returned; otherwise fresh arrays are returned."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    kind: str    # "ort" | "trt"
+    reason: str  # one line, for `info` / `bench` / logs
+
+
+def _engines_usable(bundle: Bundle, stages: set[str]) -> str | None:
+    """None when every stage has an engine this machine can run, else why not (one line)."""
+    from ..gpu import cuda_devices
+    from .tensorrt import engine_mismatch
+
+    engines = {s: bundle.find(s, "engine") for s in stages}
+    missing = sorted(s for s, a in engines.items() if a is None)
+    if missing:
+        return f"bundle {bundle.root} has no TensorRT engine for {', '.join(missing)}"
+    devices = cuda_devices()
+    if not devices:
+        return "no CUDA device"
+    for a in engines.values():
+        module = (a.engine or {}).get("module", "tensorrt")
+        if importlib.util.find_spec(module) is None:
+            return f"python module {module!r} (for {a.file}) is not installed"
+        why = engine_mismatch(bundle, a, devices[0])
+        if why:
+            return why
+    return None
+
+
+def choose_backend(requested: str, bundle: Bundle, stages: set[str] | None = None) -> BackendChoice:
+    """auto: trt when the bundle has engines for every stage, a CUDA device and the TensorRT module
+    are present and the engines match this machine; else ort. Explicit trt fails loudly (one line)."""
+    if requested not in BACKENDS:
+        raise ValueError(f"backend {requested!r} is not one of {list(BACKENDS)}")
+    stages = stages if stages is not None else bundle.stages()
+    if requested == "ort":
+        return BackendChoice("ort", "requested")
+    why_not = _engines_usable(bundle, stages)
+    if requested == "trt":
+        if why_not:
+            if why_not == "no CUDA device":
+                raise RuntimeError("--backend trt needs a CUDA device, and none was found; use --backend ort")
+            raise BundleError(f"--backend trt: {why_not}")
+        return BackendChoice("trt", "requested")
+    if why_not is None:
+        return BackendChoice("trt", "auto: engines, CUDA device and TensorRT found")
+    return BackendChoice("ort", f"auto: {why_not}")
+
+
+def open_backend(kind: str, bundle: Bundle, artifact: Artifact,
+                 options: BackendOptions = BackendOptions()) -> Backend:
+    """Verify the artifact against the manifest hash, then load it with backend `kind`."""
+    if kind == "ort":
+        if artifact.format != "onnx":
+            raise BundleError(f"{bundle.path(artifact)}: ONNX Runtime needs an .onnx artifact, got {artifact.format}")
+        from .onnxruntime import OrtBackend
+        return OrtBackend(bundle.verify(artifact), options)
+    if kind == "trt":
+        if artifact.format != "engine":
+            raise BundleError(f"{bundle.path(artifact)}: TensorRT needs an engine artifact, got {artifact.format}")
+        from .tensorrt import TensorRTBackend
+        return TensorRTBackend.from_bundle(bundle, artifact, options)
+    raise ValueError(f"backend {kind!r} is not one of ['ort', 'trt']")
