@@ -1,0 +1,391 @@
+"""One training loop for the four stages of the recipe (read it top to bottom).
+
+    depth              DepthNet: RGB -> relative inverse depth (L1 + gradient vs the scene's depth)
+    matting            MattingModel: RGB + D -> coarse alpha (L1 alpha, compositional L1, gradient),
+                       with depth dropout so D = 0 (the runtime's depth-free mode) still works
+    refiner-wild       RefinerModel on images without alpha: consistency under flips and rescaling,
+                       and agreement with the frozen coarse alpha away from its edges
+    refiner-synthetic  RefinerModel on generated scenes with ground truth, initialised from
+                       refiner-wild; coarse input from the frozen matting model, a cached
+                       alpha_coarse/ folder, or ground truth degraded like a person segmenter's mask
+
+The refiner stages see crops at refine resolution; the frozen matting model sees them at half
+that (model resolution), as in the runtime. Checkpoints go to OUT/<kind>.safetensors + .json;
+rerunning with the same OUT resumes. `torchrun --nproc_per_node=N -m training.train ...` runs
+DistributedDataParallel (nccl on GPUs, gloo on CPU); sample i of the run is a pure function of
+(seed, i), so every rank, and every resumed run, sees the data a single process would.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from training import checkpoint, losses
+from training.data.augment import AugmentConfig
+from training.data.degrade import degrade_alpha
+from training.data.stream import DataConfig, Stream
+from training.models import build_model, default_config, refine
+
+STAGES = {"depth": "depth", "matting": "matting", "refiner-wild": "refiner", "refiner-synthetic": "refiner"}
+
+
+class TrainError(ValueError):
+    """A run that cannot start (bad arguments or checkpoints); one line."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    stage: str = "matting"
+    data: tuple[str, ...] = ("synthetic",)  # "synthetic" and/or dataset folders
+    out: str = "training/runs/default"
+    init: str | None = None      # weights to start from (file or folder); same kind as the stage's model
+    matting: str | None = None   # frozen coarse model for refiner stages (default: init folder, then OUT)
+    steps: int = 1000
+    epochs: float | None = None  # overrides steps: passes over epoch_size samples
+    epoch_size: int = 1000       # samples per epoch (generated data has no natural size)
+    batch_size: int = 8
+    crop: int = 256
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    lambda_alpha: float = 1.0
+    lambda_comp: float = 1.0
+    lambda_grad: float = 1.0
+    lambda_consistency: float = 1.0
+    boundary_fraction: float = 0.7
+    depth_dropout: float = 0.3
+    coarse_source: str = "mixed"  # model | cached | degraded | mixed (model or degraded per sample)
+    p_degraded: float = 0.5
+    seed: int = 0
+    log_every: int = 10
+    save_every: int = 250
+    progress: bool = True
+
+    @property
+    def kind(self) -> str:
+        return STAGES[self.stage]
+
+    def total_steps(self, world: int = 1) -> int:
+        if self.epochs is None:
+            return self.steps
+        return max(1, math.ceil(self.epochs * self.epoch_size / (self.batch_size * world)))
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs of each model, built from a batch exactly as the runtime builds them
+
+
+def normalise_depth(d: torch.Tensor) -> torch.Tensor:
+    """Per-image min-max, as the runtime does: any relative depth model can feed the matting."""
+    lo = d.flatten(1).min(1).values.view(-1, 1, 1, 1)
+    hi = d.flatten(1).max(1).values.view(-1, 1, 1, 1)
+    return (d - lo) / (hi - lo + 1e-6)
+
+
+def depth_input(batch: dict, keep: torch.Tensor) -> torch.Tensor:
+    """Normalised depth, zeroed for samples without depth or dropped (keep = False)."""
+    has = batch["has_depth"] & keep
+    return normalise_depth(batch["depth"]) * has.view(-1, 1, 1, 1).float()
+
+
+def half(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False, antialias=True)
+
+
+@torch.no_grad()
+def coarse_from_model(matting: torch.nn.Module, image: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    """Coarse alpha at model resolution (half the refine resolution), upsampled back."""
+    a = matting(torch.cat([half(image), half(depth)], 1))
+    return F.interpolate(a, size=image.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def coarse_input(cfg: TrainConfig, matting, batch: dict, depth: torch.Tensor, rng: np.random.Generator
+                 ) -> torch.Tensor:
+    """The refiner's alpha_coarse for each sample, per cfg.coarse_source:
+    model = frozen matting; cached = alpha_coarse/ folder; degraded = segmenter-like degraded GT;
+    mixed = cached where present, else degraded GT with probability p_degraded, else the model."""
+    if cfg.coarse_source == "cached":
+        if not bool(batch["has_coarse"].all()):
+            raise TrainError("--coarse-source cached needs an alpha_coarse/ cache in every --data folder "
+                             "(python -m training.cache --kind coarse)")
+        return batch["coarse"]
+    coarse = coarse_from_model(matting, batch["image"], depth) if matting is not None else batch["coarse"].clone()
+    for i in range(coarse.shape[0]):
+        if cfg.coarse_source == "mixed" and batch["has_coarse"][i]:
+            coarse[i] = batch["coarse"][i]
+        elif batch["has_alpha"][i] and (cfg.coarse_source == "degraded" or
+                                        (cfg.coarse_source == "mixed" and rng.random() < cfg.p_degraded)):
+            coarse[i, 0] = torch.from_numpy(degrade_alpha(rng, batch["alpha"][i, 0].cpu().numpy()))
+    return coarse
+
+
+# ---------------------------------------------------------------------------------------------
+# the loss of each stage -> (total, parts)
+
+
+def stage_loss(cfg: TrainConfig, model, matting, batch: dict, rng: np.random.Generator):
+    n = batch["image"].shape[0]
+    image, alpha, has_alpha = batch["image"], batch["alpha"], batch["has_alpha"]
+    has_fb = batch["has_fg"] & batch["has_bg"] & has_alpha
+    if cfg.stage == "depth":
+        target = normalise_depth(batch["depth"])
+        pred = model(image)
+        parts = {"l1": losses.l1_alpha(pred, target, batch["has_depth"]),
+                 "grad": losses.gradient_l1(pred, target, batch["has_depth"])}
+        return parts["l1"] + cfg.lambda_grad * parts["grad"], parts
+
+    keep = torch.from_numpy(rng.random(n) >= cfg.depth_dropout)
+    depth = depth_input(batch, keep)
+    if cfg.stage == "matting":
+        pred = model(torch.cat([image, depth], 1))
+        parts = {"alpha": losses.l1_alpha(pred, alpha, has_alpha),
+                 "comp": losses.composition_l1(pred, batch["fg"], batch["bg"], image, has_fb),
+                 "grad": losses.gradient_l1(pred, alpha, has_alpha)}
+        total = cfg.lambda_alpha * parts["alpha"] + cfg.lambda_comp * parts["comp"] + cfg.lambda_grad * parts["grad"]
+        return total, parts
+
+    coarse = coarse_input(cfg, matting, batch, depth, rng)
+    refined = refine(coarse, model(torch.cat([image, depth, coarse], 1)))
+    if cfg.stage == "refiner-wild":
+        flipped = image.flip(-1), depth.flip(-1)
+        coarse_f = coarse_from_model(matting, *flipped) if matting is not None else coarse.flip(-1)
+        refined_f = refine(coarse_f, model(torch.cat([*flipped, coarse_f], 1)))
+        small = half(image), half(depth)
+        coarse_s = coarse_from_model(matting, *small) if matting is not None else half(coarse)
+        refined_s = refine(coarse_s, model(torch.cat([*small, coarse_s], 1)))
+        parts = {"flip": losses.flip_consistency(refined, refined_f),
+                 "scale": losses.scale_consistency(refined, refined_s),
+                 "coarse": losses.coarse_agreement(refined, coarse)}
+        return cfg.lambda_consistency * sum(parts.values()), parts
+
+    band = losses.edge_band(alpha, radius=3)
+    parts = {"alpha": losses.l1_alpha(refined, alpha, has_alpha, weight=1 + 4 * band),
+             "comp": losses.composition_l1(refined, batch["fg"], batch["bg"], image, has_fb),
+             "grad": losses.gradient_l1(refined, alpha, has_alpha)}
+    total = cfg.lambda_alpha * parts["alpha"] + cfg.lambda_comp * parts["comp"] + cfg.lambda_grad * parts["grad"]
+    return total, parts
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+    """Linear warm-up over 5% of the run, then cosine decay to 5% of the peak."""
+    warm = max(1, total // 20)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _frozen_matting(cfg: TrainConfig, out: Path):
+    if cfg.stage not in ("refiner-wild", "refiner-synthetic") or cfg.coarse_source in ("cached", "degraded"):
+        return None
+    candidates = [cfg.matting] if cfg.matting else []
+    if cfg.init and Path(cfg.init).is_dir():
+        candidates.append(str(Path(cfg.init) / "matting.safetensors"))
+    candidates.append(str(out / "matting.safetensors"))
+    for c in candidates:
+        if cfg.matting or Path(c).is_file():
+            model, _ = checkpoint.load(c, "matting")
+            return checkpoint.frozen(model)
+    raise TrainError(f"{out / 'matting.safetensors'}: stage {cfg.stage} needs a matting checkpoint "
+                     "(train --stage matting first, pass --matting FILE, or --coarse-source cached)")
+
+
+def _init_path(cfg: TrainConfig, out: Path) -> str | None:
+    """Explicit --init, else the refiner of the previous stage when refiner-synthetic follows refiner-wild."""
+    if cfg.init:
+        return cfg.init
+    prev = out / "refiner.json"
+    if cfg.stage == "refiner-synthetic" and prev.is_file() and \
+            json.loads(prev.read_text()).get("stage") == "refiner-wild":
+        return str(out / "refiner.safetensors")
+    return None
+
+
+def _save_curve(log: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    steps = [r["step"] for r in log]
+    ax.plot(steps, [r["loss"] for r in log], label="total")
+    for k in log[0]["parts"] if log else []:
+        ax.plot(steps, [r["parts"][k] for r in log], label=k, alpha=0.6, lw=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig) -> torch.nn.Module:
+    """Run (or resume) one stage; returns the trained model (unwrapped)."""
+    if cfg.stage not in STAGES:
+        raise TrainError(f"unknown stage {cfg.stage!r}; expected one of {', '.join(STAGES)}")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    ddp = world > 1
+    device = torch.device("cpu")
+    if ddp:
+        import torch.distributed as dist
+
+        if torch.cuda.is_available():
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    elif torch.cuda.is_available():
+        device = torch.device("cuda")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(cfg.seed)
+
+    out = Path(cfg.out)
+    kind = cfg.kind
+    total = cfg.total_steps(world)
+    model = build_model(default_config(kind))
+    state_path = out / f"{kind}.state.pt"
+    step, log = 0, []
+    resume = torch.load(state_path, weights_only=False) if state_path.is_file() else None
+    if resume is not None and resume["stage"] == cfg.stage:
+        checkpoint.load_into(model, out / f"{kind}.safetensors")
+        step, log = resume["step"], resume["log"]
+    elif (init := _init_path(cfg, out)) is not None:
+        checkpoint.load_into(model, init)
+    matting = _frozen_matting(cfg, out)
+    model.to(device).train()
+    if matting is not None:
+        matting.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if resume is not None and resume["stage"] == cfg.stage:
+        opt.load_state_dict(resume["optimizer"])
+    net = model
+    if ddp:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    aug = AugmentConfig(crop=cfg.crop, boundary_fraction=cfg.boundary_fraction)
+    stream = Stream(DataConfig(sources=tuple(cfg.data), augment=aug), cfg.seed)
+    train_meta = {**asdict(cfg), "data": list(cfg.data), "world_size": world}
+
+    def save(at: int) -> None:
+        if rank != 0:
+            return
+        checkpoint.save(out, model, cfg.stage, {**train_meta, "step": at, "total_steps": total})
+        torch.save({"stage": cfg.stage, "step": at, "log": log, "optimizer": opt.state_dict()}, state_path)
+        (out / f"{cfg.stage}.log.json").write_text(json.dumps({"stage": cfg.stage, "log": log}, indent=1) + "\n")
+        if log:
+            _save_curve(log, out / f"{cfg.stage}.loss.png", f"{cfg.stage} ({kind})")
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=step, desc=cfg.stage, disable=not cfg.progress or rank != 0, leave=False)
+    with ThreadPoolExecutor(1) as pool:  # the next batch is generated while this one trains
+        pending = pool.submit(stream.batch, step, cfg.batch_size, rank, world) if step < total else None
+        while step < total:
+            batch = {k: v.to(device) for k, v in pending.result().items()}
+            if step + 1 < total:
+                pending = pool.submit(stream.batch, step + 1, cfg.batch_size, rank, world)
+            rng = np.random.default_rng([cfg.seed, step, rank, 99])
+            for g in opt.param_groups:
+                g["lr"] = lr_at(cfg, step, total)
+            loss, parts = stage_loss(cfg, net, matting, batch, rng)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            if step % cfg.log_every == 0 or step == total or step == 1:
+                log.append({"step": step, "loss": loss.item(), "lr": lr_at(cfg, step - 1, total),
+                            "parts": {k: v.item() for k, v in parts.items()}})
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.update(1)
+            if step % cfg.save_every == 0 or step == total:
+                save(step)
+    bar.close()
+    if step == 0 or (resume is not None and resume["step"] >= total and resume["stage"] == cfg.stage):
+        save(step)
+    if ddp:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return model.cpu()
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    p = argparse.ArgumentParser(
+        prog="python -m training.train",
+        description="Train one stage of the recipe: depth, matting, refiner-wild or refiner-synthetic. "
+                    "Losses: lambda_alpha * L1(alpha) + lambda_comp * compositional L1 (F, B) + lambda_grad * "
+                    "gradient L1; refiner-wild uses lambda_consistency * (flip + rescale + coarse agreement).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = TrainConfig()
+    p.add_argument("--stage", required=True, choices=list(STAGES),
+                   help="depth | matting | refiner-wild (consistency, no alpha needed) | refiner-synthetic (GT alpha)")
+    p.add_argument("--data", nargs="+", default=list(d.data),
+                   help="'synthetic' (the generator) and/or dataset folders (image/+alpha/, fg/+alpha/+bg/, image/)")
+    p.add_argument("--out", default=d.out, help="checkpoint folder: OUT/<kind>.safetensors + .json; resumes from it")
+    p.add_argument("--init", default=None, help="checkpoint file or folder to start from (same model kind)")
+    p.add_argument("--matting", default=None, help="frozen matting checkpoint for the refiner stages")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--steps", type=int, default=d.steps)
+    g.add_argument("--epochs", type=float, default=None, help="passes over --epoch-size samples (overrides --steps)")
+    p.add_argument("--epoch-size", type=int, default=d.epoch_size)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--crop", type=int, default=d.crop, help="crop side (refine resolution for refiner stages)")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--lambda-alpha", type=float, default=d.lambda_alpha, help="weight of the L1 alpha loss")
+    p.add_argument("--lambda-comp", type=float, default=d.lambda_comp, help="weight of the compositional L1 loss")
+    p.add_argument("--lambda-grad", type=float, default=d.lambda_grad, help="weight of the alpha gradient loss")
+    p.add_argument("--lambda-consistency", type=float, default=d.lambda_consistency,
+                   help="weight of the consistency losses (refiner-wild)")
+    p.add_argument("--boundary-fraction", type=float, default=d.boundary_fraction,
+                   help="share of crops centred on the alpha boundary")
+    p.add_argument("--depth-dropout", type=float, default=d.depth_dropout, help="probability of feeding D = 0")
+    p.add_argument("--coarse-source", choices=["model", "cached", "degraded", "mixed"], default=d.coarse_source,
+                   help="refiner coarse input: frozen matting, cached alpha_coarse/, segmenter-like degraded GT, "
+                        "or mixed (model or degraded per sample, cached where present)")
+    p.add_argument("--p-degraded", type=float, default=d.p_degraded, help="share of degraded-GT coarse in mixed")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--log-every", type=int, default=d.log_every)
+    p.add_argument("--save-every", type=int, default=d.save_every)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    a = vars(p.parse_args(argv))
+    a["data"] = tuple(a["data"])
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in a.items() if k in names})
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.data.folders import DatasetError
+
+    try:
+        cfg = parse_args(argv)
+        model = train(cfg)
+    except (TrainError, checkpoint.CheckpointMismatch, DatasetError) as e:
+        print(f"error: {e}")
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        n = sum(p.numel() for p in model.parameters())
+        print(f"{cfg.stage}: {n} parameters -> {Path(cfg.out) / (cfg.kind + '.safetensors')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
