@@ -1,0 +1,255 @@
+// The one source of math of the fused refine op, compiled by nvcc (refine.cu) and by the C++ compiler
+// (refine_cpu.cpp). wbg_edge/native_reference.py mirrors it operation for operation.
+//
+// Sampling: bilinear with align_corners=False pixel centres, as cv2.resize INTER_LINEAR and
+// torch.nn.functional.interpolate(align_corners=False). For output index i on an axis of n_out from n_in:
+//     s  = max(fma(n_in / n_out, i + 0.5, -0.5), 0)     float32, one rounding (what torch computes)
+//     i0 = floor(s), i1 = min(i0 + 1, n_in - 1), w = s - i0
+// and a 2-D value is lerp(lerp(a00, a10, wy), lerp(a01, a11, wy), wx) with lerp(a, b, w) = a + w * (b - a):
+// vertical first, then horizontal. Every multiply/add is rounded separately (no FMA contraction: the CPU build
+// uses -ffp-contract=off, the device code uses __fmul_rn / __fadd_rn), so CPU and CUDA agree bit for bit and the
+// numpy reference to the last float32 rounding.
+//
+// Pack: R, G, B = sample(frame u8 channel) * (1 / 255.f) (BGR -> RGB); D = sample(depth) or 0; A = sample(alpha).
+//
+// Finish, full grid: A_r = clamp(packed[4] + delta, 0, 1) on the refine grid; a = sample(A_r) at the frame size.
+// Finish with patches (the patch rule): A_r is defined only on cells covered by a patch; where patches overlap,
+// the later patch in the list wins. An output pixel takes sample(A_r) only if all four of its taps
+// (y0|y1, x0|x1) on the refine grid are covered; otherwise a = sample(alpha_coarse) straight at the frame size.
+// (Implemented by marking uncovered cells NaN: any NaN tap makes the bilinear value NaN, whatever its weight.)
+// A single patch covering the grid gives exactly the full-grid result.
+//
+// Then, per pixel: a = lerp(a, prev, smoothing) when prev_alpha is given (= smoothing*prev + (1-smoothing)*a);
+// a = clamp(a, 0, 1); alpha u8 = floor(a * 255 + 0.5); composite u8 = floor(lerp(bg, frame, a) + 0.5) per channel.
+#pragma once
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "wbg_refine.h"
+
+#if defined(__CUDACC__)
+#include <cuda_fp16.h>
+#define WBG_HD __host__ __device__ __forceinline__
+#else
+#define WBG_HD inline
+#endif
+
+namespace wbg {
+
+struct Tap {
+    int32_t i0, i1;
+    float w;
+};
+
+WBG_HD float fmul(float a, float b) {
+#if defined(__CUDA_ARCH__)
+    return __fmul_rn(a, b);
+#else
+    return a * b;
+#endif
+}
+
+WBG_HD float fadd(float a, float b) {
+#if defined(__CUDA_ARCH__)
+    return __fadd_rn(a, b);
+#else
+    return a + b;
+#endif
+}
+
+WBG_HD float lerp(float a, float b, float w) { return fadd(a, fmul(w, b - a)); }
+
+WBG_HD float clamp01(float v) { return v < 0.f ? 0.f : (v > 1.f ? 1.f : v); }
+
+WBG_HD float axis_scale(int32_t n_in, int32_t n_out) { return (float)n_in / (float)n_out; }
+
+// Bilinear tap of output index i (see the header comment); scale = axis_scale(n_in, n_out).
+WBG_HD Tap tap(int32_t i, int32_t n_in, float scale) {
+    float s = fmaf(scale, (float)i + 0.5f, -0.5f);
+    s = s > 0.f ? s : 0.f;
+    int32_t i0 = (int32_t)s;
+    if (i0 > n_in - 1) i0 = n_in - 1;
+    Tap t;
+    t.i0 = i0;
+    t.i1 = i0 < n_in - 1 ? i0 + 1 : i0;
+    t.w = s - (float)i0;
+    return t;
+}
+
+WBG_HD float bilerp(float a00, float a01, float a10, float a11, float wy, float wx) {
+    return lerp(lerp(a00, a10, wy), lerp(a01, a11, wy), wx);
+}
+
+WBG_HD uint8_t quantise(float a) {  // a in [0, 1]
+    return (uint8_t)fadd(fmul(a, 255.f), 0.5f);
+}
+
+WBG_HD uint8_t composite(uint8_t fg, uint8_t bg, float a) {  // a in [0, 1], so the lerp stays in [bg, fg]
+    float v = fadd(lerp((float)bg, (float)fg, a), 0.5f);
+    return (uint8_t)(v < 255.f ? v : 255.f);
+}
+
+WBG_HD float nan_value() {
+    uint32_t bits = 0x7fc00000u;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+// IEEE binary16 <-> float32, round to nearest even (host path; the device uses the hardware conversions).
+WBG_HD uint16_t float_to_half(float f) {
+#if defined(__CUDA_ARCH__)
+    return __half_as_ushort(__float2half_rn(f));
+#else
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    const uint32_t sign = (x >> 16) & 0x8000u;
+    x &= 0x7fffffffu;
+    if (x >= 0x7f800000u) return (uint16_t)(sign | (x > 0x7f800000u ? 0x7e00u : 0x7c00u));  // NaN / inf
+    if (x >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);  // rounds past 65504: inf
+    if (x < 0x38800000u) {                                     // below 2^-14: half subnormal or zero
+        if (x < 0x33000000u) return (uint16_t)sign;            // below 2^-25 (a tie at 2^-25 goes to even 0)
+        const uint32_t e = x >> 23, m = (x & 0x7fffffu) | 0x800000u, shift = 126u - e;
+        uint32_t r = m >> shift;
+        const uint32_t rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
+        if (rem > half || (rem == half && (r & 1u))) ++r;
+        return (uint16_t)(sign | r);
+    }
+    const uint32_t b = x - 0x38000000u;  // rebias the exponent from 127 to 15
+    uint32_t r = b >> 13;
+    const uint32_t rem = b & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) ++r;  // a carry into the exponent is correct rounding
+    return (uint16_t)(sign | r);
+#endif
+}
+
+WBG_HD float half_to_float(uint16_t h) {
+#if defined(__CUDA_ARCH__)
+    return __half2float(__ushort_as_half(h));
+#else
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    uint32_t x;
+    if (e == 0) {
+        float f = (float)m * 5.9604644775390625e-8f;  // m * 2^-24, exact
+        memcpy(&x, &f, sizeof x);
+        x |= sign;
+    } else if (e == 31) {
+        x = sign | 0x7f800000u | (m << 13);
+    } else {
+        x = sign | ((e + 112u) << 23) | (m << 13);
+    }
+    float f;
+    memcpy(&f, &x, sizeof f);
+    return f;
+#endif
+}
+
+WBG_HD float load(const void* p, int32_t dtype, int64_t i) {
+    return dtype == WBG_F16 ? half_to_float(((const uint16_t*)p)[i]) : ((const float*)p)[i];
+}
+
+WBG_HD void store(void* p, int32_t dtype, int64_t i, float v) {
+    if (dtype == WBG_F16)
+        ((uint16_t*)p)[i] = float_to_half(v);
+    else
+        ((float*)p)[i] = v;
+}
+
+// Sampled u8 channel c of an interleaved BGR row pair, scaled to [0, 1].
+WBG_HD float sample_u8(const uint8_t* row0, const uint8_t* row1, int32_t x0, int32_t x1, float wy, float wx) {
+    return fmul(bilerp((float)row0[x0], (float)row0[x1], (float)row1[x0], (float)row1[x1], wy, wx),
+                1.f / 255.f);
+}
+
+WBG_HD float sample_f32(const float* row0, const float* row1, int32_t x0, int32_t x1, float wy, float wx) {
+    return bilerp(row0[x0], row0[x1], row1[x0], row1[x1], wy, wx);
+}
+
+// The per-pixel tail of finish: smoothing, clamp, outputs. `x` indexes pixels of row `y` (offset `pix`).
+WBG_HD void finish_pixel(float a, const wbg_finish_args& f, int64_t pix) {
+    if (f.prev_alpha) a = lerp(a, f.prev_alpha[pix], f.smoothing);
+    a = clamp01(a);
+    if (f.out_alpha) f.out_alpha[pix] = a;
+    const uint8_t* px = f.frame + pix * 3;
+    switch (f.mode) {
+        case WBG_MODE_ALPHA:
+            f.out[pix] = quantise(a);
+            break;
+        case WBG_MODE_RGBA:
+            f.out[pix * 4 + 0] = px[0];
+            f.out[pix * 4 + 1] = px[1];
+            f.out[pix * 4 + 2] = px[2];
+            f.out[pix * 4 + 3] = quantise(a);
+            break;
+        case WBG_MODE_COMPOSITE: {
+            const uint8_t* bg = f.background_is_colour ? f.background : f.background + pix * 3;
+            f.out[pix * 3 + 0] = composite(px[0], bg[0], a);
+            f.out[pix * 3 + 1] = composite(px[1], bg[1], a);
+            f.out[pix * 3 + 2] = composite(px[2], bg[2], a);
+            break;
+        }
+        default:
+            break;
+    }
+}
+
+// Checks shared by both back ends (host side); WBG_OK or the status to return.
+inline int check_pack(const wbg_pack_args* a) {
+    if (!a || !a->frame || !a->alpha || !a->out) return WBG_ERR_NULL;
+    if (a->height < 1 || a->width < 1 || a->alpha_h < 1 || a->alpha_w < 1 || a->refine_h < 1 || a->refine_w < 1)
+        return WBG_ERR_SIZE;
+    if (a->depth && (a->depth_h < 1 || a->depth_w < 1)) return WBG_ERR_SIZE;
+    if (a->out_dtype != WBG_F32 && a->out_dtype != WBG_F16) return WBG_ERR_ARG;
+    if (a->patches || a->n_patches) {
+        if (!a->patches) return WBG_ERR_NULL;
+        if (a->n_patches < 1 || a->patch_size < 1 || a->patch_size > a->refine_h || a->patch_size > a->refine_w)
+            return WBG_ERR_SIZE;
+    }
+    return WBG_OK;
+}
+
+inline int check_finish(const wbg_finish_args* a) {
+    if (!a || !a->packed || !a->delta || !a->frame) return WBG_ERR_NULL;
+    if (a->height < 1 || a->width < 1 || a->refine_h < 1 || a->refine_w < 1) return WBG_ERR_SIZE;
+    if ((a->packed_dtype != WBG_F32 && a->packed_dtype != WBG_F16) ||
+        (a->delta_dtype != WBG_F32 && a->delta_dtype != WBG_F16))
+        return WBG_ERR_ARG;
+    if (a->mode < WBG_MODE_NONE || a->mode > WBG_MODE_COMPOSITE) return WBG_ERR_ARG;
+    if (a->mode != WBG_MODE_NONE && !a->out) return WBG_ERR_NULL;
+    if (a->mode == WBG_MODE_NONE && !a->out_alpha) return WBG_ERR_NULL;
+    if (a->mode == WBG_MODE_COMPOSITE && !a->background) return WBG_ERR_NULL;
+    if (!(a->smoothing >= 0.f && a->smoothing <= 1.f)) return WBG_ERR_ARG;
+    if (a->patches || a->n_patches) {
+        if (!a->patches || !a->alpha) return WBG_ERR_NULL;
+        if (a->n_patches < 1 || a->patch_size < 1 || a->patch_size > a->refine_h || a->patch_size > a->refine_w ||
+            a->alpha_h < 1 || a->alpha_w < 1)
+            return WBG_ERR_SIZE;
+    }
+    return WBG_OK;
+}
+
+// Host-side origin check (the CUDA path gets device patches and trusts the binding's check instead).
+inline int check_origins(const int32_t* patches, int32_t n, int32_t p, int32_t hr, int32_t wr) {
+    for (int32_t k = 0; k < n; ++k) {
+        const int32_t y = patches[2 * k], x = patches[2 * k + 1];
+        if (y < 0 || x < 0 || y > hr - p || x > wr - p) return WBG_ERR_PATCH;
+    }
+    return WBG_OK;
+}
+
+inline const char* status_string(int s) {
+    switch (s) {
+        case WBG_OK: return "ok";
+        case WBG_ERR_NULL: return "null pointer";
+        case WBG_ERR_SIZE: return "bad size";
+        case WBG_ERR_PATCH: return "patch outside the refine grid";
+        case WBG_ERR_ARG: return "bad argument";
+        case WBG_ERR_ALLOC: return "out of memory";
+        case WBG_ERR_CUDA: return "CUDA error";
+        default: return "unknown status";
+    }
+}
+
+}  // namespace wbg
