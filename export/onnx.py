@@ -126,9 +126,8 @@ def ort_session(model_bytes: bytes):
     return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
 
 
-def generated_input(kind: str, n: int, h: int, w: int, seed: int) -> np.ndarray:
-    """Inputs in the contract's range [0, 1]: smooth structure plus noise, like a real frame."""
-    ch = IO[kind][2]
+def generated_input(ch: int, n: int, h: int, w: int, seed: int) -> np.ndarray:
+    """(n, ch, h, w) inputs in the contract's range [0, 1]: smooth structure plus noise, like a real frame."""
     rng = np.random.default_rng(seed)
     yy, xx = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
     base = np.stack([(np.sin(6 * xx * (c + 1) + 3 * yy) + 1) / 2 for c in range(ch)])
@@ -142,7 +141,7 @@ def torch_vs_ort(model: nn.Module, kind: str, model_bytes: bytes, shapes, seed: 
     in_name = IO[kind][0]
     worst = 0.0
     for i, (n, h, w) in enumerate(shapes):
-        x = generated_input(kind, n, h, w, seed + i)
+        x = generated_input(IO[kind][2], n, h, w, seed + i)
         with torch.no_grad():
             ref = model(torch.from_numpy(x)).numpy()
         got = sess.run(None, {in_name: x})[0]
