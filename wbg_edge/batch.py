@@ -28,7 +28,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -56,7 +56,6 @@ class BatchConfig:
     resume: bool = False
     chunk_frames: int = 600           # videos longer than this are cut into chunks (0: never)
     overlap: int = 8                  # frames decoded before each chunk to warm temporal smoothing
-    batch_frames: int = 1             # frames per Pipeline call when the Pipeline accepts batches
     summary: Path | None = None       # default OUTDIR/batch-summary.json
     retries: int = 2                  # extra attempts for a Unit whose worker died (local pool)
 
@@ -101,9 +100,8 @@ class Job:
     """What every worker needs, picklable: the Pipeline config plus where and how to write."""
     pipeline_config: Any              # wbg_edge.pipeline.PipelineConfig
     outdir: str
-    output_mode: str = "composite"    # which Matte field goes to the sink: composite | alpha | rgba
+    output_mode: str | None = None    # composite | rgba | alpha; None: the Pipeline's own (config.mode)
     format: str = "same"              # output container: "same" as the input, or an extension (mp4, mov, png...)
-    batch_frames: int = 1
     threads: int = 0                  # inference threads per worker (0: leave the Pipeline's default)
 
 
@@ -237,113 +235,71 @@ def _atomic_json(path: Path, obj: Any) -> None:
 def make_pipeline(config: Any, threads: int = 0) -> Any:
     from wbg_edge.pipeline import Pipeline
 
-    if threads and dataclasses.is_dataclass(config) and "threads" in {f.name for f in dataclasses.fields(config)}:
+    if threads and getattr(config, "threads", None) is None:
         config = dataclasses.replace(config, threads=threads)
     return Pipeline(config)
 
 
-def _reset(pipeline: Any) -> None:
-    """Temporal state must not leak from one Unit into the next."""
-    reset = getattr(pipeline, "reset", None)
-    if callable(reset):
-        reset()
+class _DropFirst:
+    """A sink that discards the first `n` frames (the warm-up overlap of a chunk) and forwards the rest."""
+
+    def __init__(self, sink: Any, n: int):
+        self.sink, self.n = sink, n
+
+    def write(self, image: np.ndarray) -> None:
+        if self.n > 0:
+            self.n -= 1
+        else:
+            self.sink.write(image)
 
 
-def read_frames(unit: Unit) -> Iterator[tuple[int, np.ndarray, float]]:
-    """(frame index, BGR u8 frame, source fps) for frames [start - warmup, stop) of the Unit's input,
-    decoded by `open_source` exactly as `wbg-edge run` decodes them."""
-    from wbg_edge.sources import open_source
-
-    first = unit.start - unit.warmup
-    with open_source(unit.input, live=False) as src:
-        idx = 0
-        while unit.stop is None or idx < unit.stop:
-            frame = src.read(timeout=1.0)
-            if frame is None:
-                if src.finished:
-                    return
-                continue
-            if idx >= first:
-                yield idx, frame.image, src.fps
-            idx += 1
-
-
-def probe_fps(inp: Path) -> float:
-    from wbg_edge.sources import open_source
-
-    with open_source(str(inp), live=False) as src:
-        return src.fps
-
-
-def output_frame(matte: Any, mode: str) -> np.ndarray:
-    return getattr(matte, mode)
-
-
-def _open_sink(target: Path, fps: float) -> Any:
-    from wbg_edge.sinks import open_sink
-
-    return open_sink(str(target), fps=fps)
-
-
-def _write_png(folder: Path, i: int, frame: np.ndarray) -> None:
-    if not cv2.imwrite(str(folder / f"{i:06d}.png"), frame):
-        raise OSError(f"{folder}: cannot write frame {i} as PNG")
+def _sink_uri(target: Path, pngs: bool) -> str:
+    return f"{target}{os.sep}" if pngs else str(target)
 
 
 def process_to(pipeline: Any, unit: Unit, target: Path, job: Job, lossless_parts: bool = False) -> int:
-    """Run the Unit's frames through the Pipeline into `target` (a file, or a folder of PNGs for image
-    inputs, --format png, and chunk parts). Returns the number of frames written."""
-    _reset(pipeline)
-    as_pngs = lossless_parts or unit.kind == "images" or job.format == "png"
-    sink = None
-    n = 0
-    if as_pngs:
-        target.mkdir(parents=True)
-    try:
-        for idx, frame, fps in read_frames(unit):
-            out = output_frame(pipeline.process(frame), job.output_mode)
-            if idx < unit.start:
-                continue  # warm-up frame of a chunk: state only
-            if as_pngs:
-                _write_png(target, n, out)
-            else:
-                if sink is None:
-                    sink = _open_sink(target, fps)
-                sink.write(out)
-            n += 1
-    finally:
-        if sink is not None:
-            sink.close()
+    """Run the Unit's frames through the Pipeline into `target`, with the loop of `wbg-edge run`
+    (`stream.run_stream`: same decoder, same output image, same sink). `target` is a video file, or a
+    folder of PNGs for image-folder inputs, `--format png` and chunk parts. Returns frames written."""
+    from wbg_edge.sinks import open_sink
+    from wbg_edge.sources import open_source
+    from wbg_edge.stream import StreamStats, run_stream
+
+    pipeline.reset()
+    pngs = lossless_parts or unit.kind == "images" or job.format == "png"
+    mode = job.output_mode or pipeline.mode
+    with open_source(unit.input, live=False) as src:
+        for _ in range(unit.start - unit.warmup):  # decode and drop what comes before the warm-up
+            while src.read(timeout=1.0) is None:
+                if src.finished:
+                    raise OSError(f"{unit.input}: ended before frame {unit.start}")
+        with open_sink(_sink_uri(target, pngs), fps=src.fps) as sink:
+            stats = StreamStats()
+            limit = None if unit.stop is None else unit.stop - unit.start + unit.warmup
+            for _ in run_stream(src, pipeline, _DropFirst(sink, unit.warmup), mode=mode, max_frames=limit,
+                                stats=stats):
+                pass
+            n = sink.frames
     if n == 0:
         raise OSError(f"{unit.input}: no frame decoded")
     return n
 
 
 def stitch(parts: Sequence[Path], inp: Path, target: Path, job: Job) -> int:
-    """Concatenate chunk parts (PNG folders) in order into the final output at `target`."""
-    n = 0
-    as_pngs = job.format == "png"
-    sink = None
-    fps = probe_fps(inp)
-    if as_pngs:
-        target.mkdir(parents=True)
-    try:
+    """Concatenate chunk parts (PNG folders, in order) into the final output at `target`."""
+    from wbg_edge.sinks import open_sink
+    from wbg_edge.sources import open_source
+
+    with open_source(str(inp), live=False) as src:
+        fps = src.fps
+    with open_sink(_sink_uri(target, job.format == "png"), fps=fps) as sink:
         for part in parts:
-            for f in sorted(part.iterdir()):
+            for f in sorted(part.glob("*.png")):
                 frame = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
                 if frame is None:
                     raise OSError(f"{f}: unreadable chunk frame")
-                if as_pngs:
-                    _write_png(target, n, frame)
-                else:
-                    if sink is None:
-                        sink = _open_sink(target, fps)
-                    sink.write(frame)
-                n += 1
-    finally:
-        if sink is not None:
-            sink.close()
-    return n
+                sink.write(frame)
+        return sink.frames
 
 
 # ---------------------------------------------------------------- worker side (pool process or Ray actor)
@@ -647,7 +603,6 @@ def add_batch_parser(subparsers: Any, add_run_options: Callable[[Any], None] | N
                    help="cut longer videos into chunks of about this many frames (0: never)")
     p.add_argument("--overlap", type=int, default=BatchConfig.overlap,
                    help="frames decoded before each chunk to warm temporal smoothing")
-    p.add_argument("--batch-frames", type=int, default=1, help="frames per model call when the bundle allows it")
     p.add_argument("--summary", type=Path, default=None, help="summary JSON (default OUTDIR/batch-summary.json)")
     if add_run_options is not None:
         add_run_options(p)
