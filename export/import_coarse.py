@@ -15,11 +15,12 @@ then checked (ONNX checker, parity against the TFLite interpreter on real photos
 installed) and written with a manifest entry recording its provenance (wheel name and SHA-256, path in the
 wheel, licence text, converter version). Conversion is deterministic: the same wheel gives the same bytes.
 
-A "real-world" bundle is this coarse model plus our refiner (and our depth model unless --no-depth), copied
-from another bundle. Installed real-world bundles live in `real_world_bundle_dir()`
-(`$WBG_EDGE_HOME/bundles/real-world`, WBG_EDGE_HOME defaulting to ~/.cache/wbg-edge); without --out the
-importer installs there and makes a complete bundle; with --out it writes only the coarse model unless
---with-refiner is given.
+A "real-world" bundle is this coarse model plus our refiner (and our depth model). By default the folder holds
+only the imported ONNX and its manifest names the shipped bundle as `base`, from which the runtime takes the
+stages this bundle lacks (`wbg_edge.bundle.Bundle.resolve`); `--with-refiner [BUNDLE_DIR]` instead copies the
+refiner (and depth unless --no-depth) in, making the folder self-contained. Installed real-world bundles live
+in `real_world_bundle_dir()` = `$WBG_EDGE_HOME/bundles/real-world` (WBG_EDGE_HOME defaults to
+~/.cache/wbg-edge), the importer's default --out.
 """
 from __future__ import annotations
 
@@ -272,21 +273,26 @@ class ImportResult:
     seconds: dict
 
 
-def _copy_stage(src: Bundle, stage: str, out: Path) -> Artifact:
-    a = src.find(stage, "onnx")
-    if a is None:
+def _copy_stage(src: Bundle, stage: str, out: Path) -> tuple[Bundle, Artifact]:
+    """Copy one stage's ONNX (from `src` or its base) into `out`, checked against the manifest that lists it."""
+    found = src.resolve(stage, "onnx")
+    if found is None:
         raise ImportCoarseError(f"{src.root}: bundle has no {stage} ONNX to copy")
-    atomic_write_bytes(out / a.file, src.verify(a).read_bytes())
-    return a
+    holder, a = found
+    atomic_write_bytes(out / a.file, holder.verify(a).read_bytes())
+    return holder, a
 
 
 def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general", wheel: str | os.PathLike | None = None,
                             refiner_bundle: str | os.PathLike | None = None, depth: bool = True,
-                            check: bool = True) -> ImportResult:
+                            base: str | None = "default", check: bool = True) -> ImportResult:
     """Convert MediaPipe selfie segmentation into a bundle at `out` (see the module docstring).
 
-    `refiner_bundle`: copy the refiner (and the depth model when `depth`) from this bundle, making a complete
-    real-world bundle; None writes only the coarse model."""
+    The refiner and depth stages of the real-world bundle come from either
+      - `refiner_bundle`: copied from that bundle (and depth too when `depth`): a self-contained folder; or
+      - `base` (when no `refiner_bundle`): the manifest names a base bundle ("default" = the shipped one) whose
+        stages the runtime uses for those this bundle lacks (`Bundle.resolve`); nothing is copied.
+    With neither, the bundle holds only the coarse model."""
     from export.tflite_to_onnx import CONVERTER_VERSION, OPSET, convert, op_histogram
     if variant not in VARIANTS:
         raise ImportCoarseError(f"unknown variant {variant!r}; expected one of {sorted(VARIANTS)}")
@@ -308,6 +314,8 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
     t3 = time.perf_counter()
 
     ref = load_bundle(refiner_bundle) if refiner_bundle is not None else None
+    if ref is None and base is not None:
+        Bundle(root=out, name="probe", artifacts=(), base=base).base_bundle()  # a bad base fails before writing
     old = None
     if (out / "manifest.json").is_file():
         try:
@@ -329,17 +337,21 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
         "converter": f"export.tflite_to_onnx {CONVERTER_VERSION}",
         "note": "layout NHWC -> NCHW inside the graph; float16 weights widened to float32; "
                 "Convolution2DTransposeBias -> ConvTranspose with bias; output clamped to [0, 1]"}}
-    model_res, refine_res, name = 256, 512, f"mediapipe-selfie-{variant}"
+    model_res, refine_res, name, base_name = 256, 512, f"mediapipe-selfie-{variant}", None
     if ref is not None:
-        stages = ["refiner"] + (["depth"] if depth and ref.find("depth", "onnx") is not None else [])
+        stages = ["refiner"] + (["depth"] if depth and ref.resolve("depth", "onnx") is not None else [])
         for stage in stages:
-            artifacts.append(_copy_stage(ref, stage, out))
-            provenance[stage] = {"bundle": ref.name, "producer": ref.producer}
+            holder, a = _copy_stage(ref, stage, out)
+            artifacts.append(a)
+            provenance[stage] = {"bundle": holder.name, "producer": holder.producer}
         model_res, refine_res, name = ref.model_res, ref.refine_res, "real-world"
+    elif base is not None:
+        b = Bundle(root=out, name="probe", artifacts=(), base=base).base_bundle()
+        model_res, refine_res, name, base_name = b.model_res, b.refine_res, "real-world", base
     bundle = Bundle(root=out, name=name, artifacts=tuple(artifacts), model_res=model_res, refine_res=refine_res,
                     producer={"onnx": onnx.__version__, "tflite": version("tflite"), "opset": OPSET,
                               "converter": f"export.tflite_to_onnx {CONVERTER_VERSION}"},
-                    provenance=provenance)
+                    provenance=provenance, base=base_name)
     write_bundle(bundle)
     if old is not None:  # files the previous manifest listed and this one does not
         keep = {a.file for a in artifacts}
@@ -361,20 +373,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help=f"bundle folder (default: {real_world_bundle_dir()})")
     ref = p.add_mutually_exclusive_group()
     ref.add_argument("--with-refiner", nargs="?", type=Path, const=default_bundle_dir(), metavar="BUNDLE_DIR",
-                     help="copy the refiner (and depth) from this bundle (default when given without a value: the "
-                          "shipped bundle). Default: on when --out is omitted, off otherwise")
-    ref.add_argument("--no-refiner", action="store_true", help="write only the imported coarse model")
-    p.add_argument("--no-depth", action="store_true", help="do not copy the depth model with the refiner")
+                     help="copy the refiner (and depth) from this bundle into the output, making it self-contained "
+                          "(no value: the shipped bundle). Default: copy nothing and name the shipped bundle as the "
+                          "manifest's base, so the runtime takes refiner and depth from it")
+    ref.add_argument("--no-refiner", action="store_true", help="write only the imported coarse model, no base")
+    p.add_argument("--no-depth", action="store_true", help="with --with-refiner: do not copy the depth model")
     p.add_argument("--no-check", action="store_true", help="skip the parity check against the TFLite interpreter")
     a = p.parse_args(argv)
+    if a.no_depth and a.with_refiner is None:
+        p.error("--no-depth needs --with-refiner (a bundle based on the shipped one takes its depth stage; "
+                "run it with depth off instead)")
     out = a.out if a.out is not None else real_world_bundle_dir()
-    refiner = a.with_refiner
-    if refiner is None and a.out is None and not a.no_refiner:
-        refiner = default_bundle_dir()
     from export.tflite_to_onnx import ConversionError
     try:
-        r = import_mediapipe_selfie(out, variant=a.variant, wheel=a.wheel, refiner_bundle=refiner,
-                                    depth=not a.no_depth, check=not a.no_check)
+        r = import_mediapipe_selfie(out, variant=a.variant, wheel=a.wheel, refiner_bundle=a.with_refiner,
+                                    depth=not a.no_depth, base=None if a.no_refiner else "default",
+                                    check=not a.no_check)
     except (ImportCoarseError, ConversionError, BundleError) as e:
         print(f"import_coarse: {e}", file=sys.stderr)
         return 2
@@ -382,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     parity = (f"max |diff| {v['max_abs_diff']:.1e}, mean {v['mean_abs_diff']:.1e} vs TFLite on "
               f"{', '.join(v['images'])}" if "max_abs_diff" in v else v.get("parity", ""))
     stages = ", ".join(f"{x.stage}={x.file}" for x in r.bundle.artifacts)
+    if r.bundle.base is not None:
+        stages += f"; other stages from base bundle {r.bundle.base!r}"
     print(f"wrote {r.bundle.root} ({stages}); {r.artifact.fixed_size[0]}x{r.artifact.fixed_size[1]} rgb; {parity}; "
           f"convert {r.seconds['convert']:.2f} s, validate {r.seconds['validate']:.2f} s")
     return 0
