@@ -26,6 +26,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -56,6 +57,7 @@ class BatchConfig:
     resume: bool = False
     chunk_frames: int = 600           # videos longer than this are cut into chunks (0: never)
     overlap: int = 8                  # frames decoded before each chunk to warm temporal smoothing
+    batch_frames: int = 1             # frames per model call; see Job.batch_frames
     summary: Path | None = None       # default OUTDIR/batch-summary.json
     retries: int = 2                  # extra attempts for a Unit whose worker died (local pool)
 
@@ -102,6 +104,8 @@ class Job:
     outdir: str
     output_mode: str | None = None    # composite | rgba | alpha; None: the Pipeline's own (config.mode)
     format: str = "same"              # output container: "same" as the input, or an extension (mp4, mov, png...)
+    batch_frames: int = 1             # frames per model call: the bundles allow batch > 1 (DESIGN.md 3), but
+                                      # Pipeline.process takes one frame, so Units run frame by frame for now
     threads: int = 0                  # inference threads per worker (0: leave the Pipeline's default)
 
 
@@ -373,17 +377,23 @@ def _pool_run(unit_json: str) -> dict:
 
 
 def run_local(job: Job, units: Sequence[Unit], workers: int, retries: int,
-              on_result: Callable[[dict], None]) -> None:
+              on_result: Callable[[dict], None], stop: threading.Event | None = None) -> None:
     """N spawned processes, each with one Pipeline. A dead worker breaks the pool; the Units it left
-    unfinished are run again on a new pool, up to `retries` more times, then reported as failed."""
+    unfinished are run again on a new pool, up to `retries` more times, then reported as failed.
+    When `stop` is set, Units not started yet are cancelled and the running ones finish."""
     pending = {u.to_json(): 0 for u in units}
     ctx = multiprocessing.get_context("spawn")  # no fork: ONNX Runtime / CUDA threads do not survive it
-    while pending:
+    while pending and not (stop and stop.is_set()):
         with cf.ProcessPoolExecutor(max_workers=max(1, min(workers, len(pending))), mp_context=ctx,
                                     initializer=_pool_init, initargs=(job,)) as pool:
             futs = {pool.submit(_pool_run, u): u for u in pending}
             for fut in cf.as_completed(futs):
+                if stop is not None and stop.is_set():
+                    for f in futs:
+                        f.cancel()
                 u = futs[fut]
+                if fut.cancelled():
+                    continue
                 try:
                     res = fut.result()
                 except cf.process.BrokenProcessPool:
@@ -535,10 +545,18 @@ def plan(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, job: Job) -> tup
 
 
 def run_batch(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, job: Job,
-              stream: TextIO | None = None) -> BatchReport:
-    """Run the whole job; returns the report (also written as JSON). Failed inputs do not raise."""
+              stream: TextIO | None = None, stop: threading.Event | None = None) -> BatchReport:
+    """Run the whole job; returns the report (also written as JSON). Failed inputs do not raise.
+    Progress goes to `stream`. Setting `stop` ends the job early: Units not started are left (status
+    "stopped"), finished outputs are kept and recorded, so `--resume` continues from there."""
     if cfg.workers < 1:
         raise BatchError(f"--workers must be at least 1, got {cfg.workers}")
+    if cfg.ray:
+        try:
+            from wbg_edge import batch_ray
+            batch_ray.import_ray()
+        except ImportError:
+            raise BatchError(RAY_EXTRA_HINT) from None
     outdir = Path(cfg.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(outdir / STATE_DIR / "tmp", ignore_errors=True)  # leftovers of a killed job
@@ -558,21 +576,21 @@ def run_batch(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, job: Job,
     def on_result(res: dict) -> None:
         item = by_name[res["name"]]
         item.results[res["index"]] = res
-        prog.update(frames=res.get("frames", 0))
-        if len(item.results) == len(item.units):
-            finish_item(job, item, wants[item.name])
-            note = f"batch: FAILED {item.error}" if item.status == "failed" else ""
-            prog.update(items=1, note=note, force=True)
+        if len(item.results) < len(item.units):
+            prog.update(frames=res.get("frames", 0))
+            return
+        finish_item(job, item, wants[item.name])
+        note = f"batch: FAILED {item.error}" if item.status == "failed" else ""
+        prog.update(frames=res.get("frames", 0), items=1, note=note, force=True)
 
     if units:
         if cfg.ray:
-            try:
-                from wbg_edge import batch_ray
-            except ImportError:
-                raise BatchError(RAY_EXTRA_HINT) from None
-            batch_ray.run_ray(job, units, cfg.ray, cfg.workers, on_result)
+            batch_ray.run_ray(job, units, cfg.ray, cfg.workers, on_result, stop)
         else:
-            run_local(job, units, cfg.workers, cfg.retries, on_result)
+            run_local(job, units, cfg.workers, cfg.retries, on_result, stop)
+    for i in items:
+        if i.status == "pending":
+            i.status, i.error = "stopped", "stopped before it finished; rerun with --resume"
     prog.close()
     for leftover in ("tmp", "parts"):  # parts of failed chunks; staging of crashed attempts
         shutil.rmtree(outdir / STATE_DIR / leftover, ignore_errors=True)
@@ -603,6 +621,8 @@ def add_batch_parser(subparsers: Any, add_run_options: Callable[[Any], None] | N
                    help="cut longer videos into chunks of about this many frames (0: never)")
     p.add_argument("--overlap", type=int, default=BatchConfig.overlap,
                    help="frames decoded before each chunk to warm temporal smoothing")
+    p.add_argument("--batch-frames", type=int, default=1,
+                   help="frames per model call (reserved: the Pipeline runs one frame per call today)")
     p.add_argument("--summary", type=Path, default=None, help="summary JSON (default OUTDIR/batch-summary.json)")
     if add_run_options is not None:
         add_run_options(p)

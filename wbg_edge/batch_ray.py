@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -31,7 +32,8 @@ class RayUnitWorker:
         return {"result": np.array(out, dtype=object)}
 
 
-def _import_ray():
+def import_ray():
+    """Ray with Ray Data, or BatchError naming the extra to install."""
     try:
         import ray
         import ray.data
@@ -41,9 +43,10 @@ def _import_ray():
 
 
 def run_ray(job: Job, units: Sequence[Unit], address: str, workers: int,
-            on_result: Callable[[dict], None]) -> None:
-    """Run the Units as a Ray Data job; `on_result` gets each Unit's result dict as it completes."""
-    ray = _import_ray()
+            on_result: Callable[[dict], None], stop: threading.Event | None = None) -> None:
+    """Run the Units as a Ray Data job; `on_result` gets each Unit's result dict as it completes.
+    Setting `stop` abandons the Units not yet returned (their actors are torn down with the job)."""
+    ray = import_ray()
     started = False
     if not ray.is_initialized():
         quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
@@ -69,6 +72,8 @@ def run_ray(job: Job, units: Sequence[Unit], address: str, workers: int,
                             fn_constructor_kwargs={"job": job}, **res)
         for row in ds.iter_rows():
             on_result(json.loads(row["result"]))
+            if stop is not None and stop.is_set():
+                break
     finally:
         if started:
             ray.shutdown()
