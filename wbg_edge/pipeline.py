@@ -220,7 +220,8 @@ class Pipeline:
         self.config = config
         root = Path(config.bundle) if config.bundle else default_bundle_dir()
         self.bundle: Bundle = load_bundle(root)
-        stages = self.bundle.stages()
+        base = self.bundle.base_bundle()
+        stages = self.bundle.stages() | (base.stages() if base is not None else set())
         for need in ("coarse", "refiner"):
             if need not in stages:
                 raise BundleError(f"{root / 'manifest.json'}: the bundle has no {need!r} stage")
@@ -229,21 +230,21 @@ class Pipeline:
         self.choice = choose_backend(config.backend, self.bundle, wanted)
         fmt = "engine" if self.choice.kind == "trt" else "onnx"
         opts = BackendOptions(threads=config.threads, spin=not config.overlap)
-        arts = {s: self.bundle.find(s, fmt) for s in wanted}
-        for s, a in arts.items():
-            if a is None:
+        found = {s: self.bundle.resolve(s, fmt) for s in wanted}
+        for s, f in found.items():
+            if f is None:
                 raise BundleError(f"{root / 'manifest.json'}: no {fmt} artifact for stage {s!r}")
-        self.artifacts = arts
-        coarse = arts["coarse"]
+        self.artifacts = {s: f[1] for s, f in found.items()}
+        coarse = self.artifacts["coarse"]
         self.coarse_contract = coarse.contract
         self.coarse_layout = coarse.layout.upper()
         self.coarse_fixed = tuple(coarse.fixed_size) if coarse.fixed_size else None
         self._backends: list[Backend] = []
 
         def load(stage: str) -> _Model:
-            b = open_backend(self.choice.kind, self.bundle, arts[stage], opts)
+            owner, a = found[stage]
+            b = open_backend(self.choice.kind, owner, a, opts)
             self._backends.append(b)
-            a = arts[stage]
             return _Model(b, next(iter(a.inputs)), next(iter(a.outputs)))
 
         self.depth_model = load("depth") if use_depth else None

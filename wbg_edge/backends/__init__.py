@@ -66,18 +66,18 @@ def _engines_usable(bundle: Bundle, stages: set[str]) -> str | None:
     from ..gpu import cuda_devices
     from .tensorrt import engine_mismatch
 
-    engines = {s: bundle.find(s, "engine") for s in stages}
-    missing = sorted(s for s, a in engines.items() if a is None)
+    engines = {s: bundle.resolve(s, "engine") for s in stages}
+    missing = sorted(s for s, found in engines.items() if found is None)
     if missing:
         return f"bundle {bundle.root} has no TensorRT engine for {', '.join(missing)}"
     devices = cuda_devices()
     if not devices:
         return "no CUDA device"
-    for a in engines.values():
+    for owner, a in engines.values():
         module = (a.engine or {}).get("module", "tensorrt")
         if importlib.util.find_spec(module) is None:
             return f"python module {module!r} (for {a.file}) is not installed"
-        why = engine_mismatch(bundle, a, devices[0])
+        why = engine_mismatch(owner, a, devices[0])
         if why:
             return why
     return None
@@ -88,7 +88,9 @@ def choose_backend(requested: str, bundle: Bundle, stages: set[str] | None = Non
     are present and the engines match this machine; else ort. Explicit trt fails loudly (one line)."""
     if requested not in BACKENDS:
         raise ValueError(f"backend {requested!r} is not one of {list(BACKENDS)}")
-    stages = stages if stages is not None else bundle.stages()
+    if stages is None:
+        base = bundle.base_bundle()
+        stages = bundle.stages() | (base.stages() if base is not None else set())
     if requested == "ort":
         return BackendChoice("ort", "requested")
     why_not = _engines_usable(bundle, stages)
@@ -105,7 +107,8 @@ def choose_backend(requested: str, bundle: Bundle, stages: set[str] | None = Non
 
 def open_backend(kind: str, bundle: Bundle, artifact: Artifact,
                  options: BackendOptions = BackendOptions()) -> Backend:
-    """Verify the artifact against the manifest hash, then load it with backend `kind`."""
+    """Verify the artifact against the hash in `bundle`'s manifest (the bundle that lists it), then
+    load it with backend `kind`."""
     if kind == "ort":
         if artifact.format != "onnx":
             raise BundleError(f"{bundle.path(artifact)}: ONNX Runtime needs an .onnx artifact, got {artifact.format}")
