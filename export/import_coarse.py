@@ -265,6 +265,19 @@ def validate(onnx_bytes: bytes, tflite_bytes: bytes, hw: tuple[int, int]) -> dic
 
 
 # -- the bundle ---------------------------------------------------------------------------------------
+def to_onnx(src: WheelContents, variant: str):
+    """The converted model (`onnx.ModelProto`); its serialization depends only on the .tflite bytes."""
+    import onnx
+
+    from export.tflite_to_onnx import convert
+    model = convert(src.tflite, graph_name=f"mediapipe_selfie_{variant}")
+    # Provenance travels inside the file too, for copies made without the manifest.
+    onnx.helper.set_model_props(model, {
+        "source": f"{PACKAGE}=={VERSION}:{src.member}", "tflite_sha256": hashlib.sha256(src.tflite).hexdigest(),
+        "licence": src.licence_name or src.licence_file, "contract": "rgb image (1,3,H,W) in [0,1] -> alpha (1,1,H,W)"})
+    return model
+
+
 @dataclass(frozen=True)
 class ImportResult:
     bundle: Bundle
@@ -293,7 +306,9 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
       - `base` (when no `refiner_bundle`): the manifest names a base bundle ("default" = the shipped one) whose
         stages the runtime uses for those this bundle lacks (`Bundle.resolve`); nothing is copied.
     With neither, the bundle holds only the coarse model."""
-    from export.tflite_to_onnx import CONVERTER_VERSION, OPSET, convert, op_histogram
+    import onnx
+
+    from export.tflite_to_onnx import CONVERTER_VERSION, OPSET, op_histogram
     if variant not in VARIANTS:
         raise ImportCoarseError(f"unknown variant {variant!r}; expected one of {sorted(VARIANTS)}")
     member, onnx_name, _ = VARIANTS[variant]
@@ -302,7 +317,7 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
     whl = Path(wheel) if wheel is not None else fetch_wheel()
     src = read_wheel(whl, member)
     t1 = time.perf_counter()
-    model = convert(src.tflite, graph_name=f"mediapipe_selfie_{variant}")
+    model = to_onnx(src, variant)
     onnx_bytes = model.SerializeToString()
     t2 = time.perf_counter()
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
@@ -327,7 +342,6 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
                       sha256=hashlib.sha256(onnx_bytes).hexdigest(), inputs={"image": [1, 3, h, w]},
                       outputs={"alpha": [1, 1, h, w]}, fixed_size=(h, w), layout="NCHW", validation=report)
     artifacts = [coarse]
-    import onnx
     provenance = {"coarse": {
         "source": "mediapipe-selfie", "variant": variant, "package": f"{PACKAGE}=={VERSION}",
         "wheel": src.wheel.name, "wheel_sha256": src.wheel_sha256, "path_in_wheel": member,

@@ -122,8 +122,8 @@ class _Converter:
         elif buf is not None and buf.Offset() > 1:
             raise ConversionError(f"tensor {t.Name().decode()!r} keeps its data outside the flatbuffer "
                                   f"(large-model layout), which this converter does not read")
-        if t.Quantization() is not None and t.Quantization().ScaleLength() > 0 and dtype.kind in "iu" \
-                and t.Type() != tt.INT32:
+        q = t.Quantization()
+        if dtype in (np.int8, np.uint8) and q is not None and q.ScaleLength() > 0:
             raise ConversionError(f"tensor {t.Name().decode()!r} is integer-quantized; only float models convert")
         return _Tensor(t.Name().decode(), shape, dtype, const)
 
@@ -243,9 +243,8 @@ class _Converter:
         if op_type == "AveragePool" and k == in_hw and o.Padding() == self.tflite.Padding.VALID:
             # A global average pool (the squeeze-excite blocks). ReduceMean, same math, sums in a tree in
             # onnxruntime: ~10x smaller float32 error than its AveragePool's running sum over 128x128 pixels.
-            pre = self._fresh(f"{out}_pre")
-            self._node("ReduceMean", [self._value(x_idx, "POOL")], [pre], axes=[2, 3], keepdims=1)
-            self._activation(o.FusedActivationFunction(), pre, out)
+            self._with_activation(o.FusedActivationFunction(), "ReduceMean", [self._value(x_idx, "POOL")], out,
+                                  axes=[2, 3], keepdims=1)
             return
         pads = self._conv_pads(o.Padding(), in_hw, k, s, [1, 1])
         attrs = {"kernel_shape": k, "strides": s, "pads": pads}

@@ -96,11 +96,9 @@ def test_reproducible_bit_for_bit(general, wheel, tmp_path):
     onnx_bytes = (general.bundle.root / general.artifact.file).read_bytes()
     again = ic.import_mediapipe_selfie(tmp_path / "b", wheel=wheel, check=False)
     assert (again.bundle.root / again.artifact.file).read_bytes() == onnx_bytes
-    code = ("import sys, hashlib; from export.import_coarse import read_wheel, VARIANTS; "
-            "from export.tflite_to_onnx import convert; "
+    code = ("import sys, hashlib; from export.import_coarse import read_wheel, to_onnx, VARIANTS; "
             "w = read_wheel(sys.argv[1], VARIANTS['general'][0]); "
-            "print(hashlib.sha256(convert(w.tflite, graph_name='mediapipe_selfie_general')"
-            ".SerializeToString()).hexdigest())")
+            "print(hashlib.sha256(to_onnx(w, 'general').SerializeToString()).hexdigest())")
     env = dict(os.environ, PYTHONHASHSEED="12345")
     r = subprocess.run([sys.executable, "-c", code, str(wheel)], capture_output=True, text=True, cwd=ROOT, env=env,
                        timeout=120)
