@@ -126,7 +126,7 @@ def run_demo(out_dir: str | os.PathLike = ".", frames: int = 75, width: int = 12
     out_dir = Path(out_dir)
     video, sheet = out_dir / "wbg-edge-demo.mp4", out_dir / "wbg-edge-demo.png"
     if config is None:
-        config = PipelineConfig(output="composite", background="blur")
+        config = PipelineConfig(mode="composite", background="blur")
     src = open_source(f"synthetic://?size={width}x{height}&frames={frames}")
     picks = {0, frames // 3, (2 * frames) // 3, frames - 1}
     rows = []
@@ -143,6 +143,6 @@ def run_demo(out_dir: str | os.PathLike = ".", frames: int = 75, width: int = 12
         pipe.close()
     wall = time.perf_counter() - t0
     cv2.imwrite(str(sheet), contact_sheet(rows))
-    backend = getattr(pipe, "backend_name", None) or getattr(pipe, "backend", "onnxruntime")
+    backend = getattr(pipe, "backend_name", "?")
     return DemoResult(video=video, sheet=sheet, frames=frames, fps=frames / wall if wall > 0 else 0.0,
                       size=(width, height), backend=str(backend))

@@ -33,15 +33,15 @@ class Tick:
     frame: np.ndarray     # the input frame (BGR u8)
     matte: object         # what Pipeline.process returned
     image: np.ndarray     # what was written to the sink
-    latency_ms: float     # capture -> written
-    fps: float            # frames written per second over the last ~second
+    latency_ms: float     # capture (live) or hand-over to the pipeline (files) -> written
+    fps: float            # frames written per second over the last (up to) 32 frames
 
 
 @dataclass
 class StreamStats:
     frames: int = 0
     wall_s: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=2000))  # the most recent
     ended_by: str = ""    # "end of input" | "stop requested" | "frame limit" | "output closed"
 
     @property
@@ -54,38 +54,35 @@ class StreamStats:
 
 
 def output_image(matte, mode: str) -> np.ndarray:
-    """The uint8 image a sink gets for `mode`: alpha HxW, rgba HxWx4 (BGRA order), composite HxWx3."""
+    """The uint8 image a sink gets for `mode`: alpha HxW, rgba HxWx4 (BGRA), composite HxWx3 (BGR)."""
+    if getattr(matte, "mode", None) == mode:
+        return matte.image
     if mode == "alpha":
         a = matte.alpha
         return a if a.dtype == np.uint8 else np.floor(np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
-    img = getattr(matte, "composite", None)
-    if mode == "rgba":
-        if img is not None and img.ndim == 3 and img.shape[2] == 4:
-            return img
-        fg = getattr(matte, "foreground", None)
-        base = fg if fg is not None else img
-        return np.dstack([base[..., :3], output_image(matte, "alpha")])
-    if img is None:
-        raise ValueError("the pipeline returned no composite image")
-    return img if img.ndim == 2 or img.shape[2] == 3 else img[..., :3]
+    raise ValueError(f"the pipeline made {getattr(matte, 'mode', '?')} output, the sink wants {mode}")
 
 
 def run_stream(source, pipeline, sink, mode: str = "composite", stop: threading.Event | None = None,
                max_frames: int | None = None, stats: StreamStats | None = None,
                read_timeout: float = 0.25) -> Iterator[Tick]:
     """Yield one Tick per frame written; returns at the end of the input, on `stop`, or after
-    `max_frames`. Source, pipeline and sink errors propagate (the caller closes what it opened)."""
+    `max_frames`. Source, pipeline and sink errors propagate (the caller closes what it opened).
+
+    Frames go through `pipeline.stream`, so a pipeline configured to overlap its stages does so here.
+    """
     if mode not in OUTPUT_MODES:
         raise ValueError(f"output mode must be one of {OUTPUT_MODES}, got {mode!r}")
     stats = stats if stats is not None else StreamStats()
-    window: deque[float] = deque()
-    t0 = time.perf_counter()
-    try:
+    pulled: deque = deque()  # frames handed to the pipeline, not yet written (<= 2 when overlapping)
+
+    def frames() -> Iterator[np.ndarray]:
+        n = 0
         while True:
             if stop is not None and stop.is_set():
                 stats.ended_by = "stop requested"
                 return
-            if max_frames is not None and stats.frames >= max_frames:
+            if max_frames is not None and n >= max_frames:
                 stats.ended_by = "frame limit"
                 return
             frame = source.read(timeout=read_timeout)
@@ -94,7 +91,18 @@ def run_stream(source, pipeline, sink, mode: str = "composite", stop: threading.
                     stats.ended_by = "end of input"
                     return
                 continue
-            matte = pipeline.process(frame.image)
+            # Files are read ahead on purpose; their latency counts from the hand-over, not the decode.
+            pulled.append((frame, frame.t_capture if getattr(source, "live", False) else time.perf_counter()))
+            n += 1
+            yield frame.image
+
+    run = getattr(pipeline, "stream", None)
+    mattes = run(frames()) if run is not None else (pipeline.process(f) for f in frames())
+    window: deque[float] = deque(maxlen=32)  # write times of the last frames, for the fps readout
+    t0 = time.perf_counter()
+    try:
+        for matte in mattes:
+            frame, t_in = pulled.popleft()
             image = output_image(matte, mode)
             try:
                 sink.write(image)
@@ -102,15 +110,16 @@ def run_stream(source, pipeline, sink, mode: str = "composite", stop: threading.
                 stats.ended_by = "output closed"
                 return
             now = time.perf_counter()
-            latency = (now - frame.t_capture) * 1000.0
+            latency = (now - t_in) * 1000.0
             stats.frames += 1
             stats.latencies_ms.append(latency)
             window.append(now)
-            while window and now - window[0] > 1.0:
-                window.popleft()
             fps = (len(window) - 1) / (window[-1] - window[0]) if len(window) > 1 else 0.0
             yield Tick(stats.frames - 1, frame.image, matte, image, latency, fps)
     finally:
+        close = getattr(mattes, "close", None)
+        if close is not None:
+            close()  # stops an overlapping pipeline's worker thread
         stats.wall_s = time.perf_counter() - t0
 
 
@@ -130,12 +139,7 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
-MODEL_STAGES = ("depth", "coarse", "matting", "refiner", "refine")
-
-
-def is_model_stage(name: str) -> bool:
-    """Timings keys that are model runs (the rest are the pipeline's own work: pack, finish, ...)."""
-    return name.split(".")[0].split("_")[0] in MODEL_STAGES and not name.endswith(("pack", "finish", "total"))
+MODEL_STAGES = ("depth", "coarse", "refiner")  # Matte.timings keys that are model runs; the rest is our work
 
 
 def bench_stream(source, pipeline, frames: int, warmup: int = 5, mode: str = "composite") -> dict:
@@ -170,7 +174,7 @@ def bench_stream(source, pipeline, frames: int, warmup: int = 5, mode: str = "co
         raise ValueError("bench: the source gave no frames after warm-up")
     e2e = 1000.0 * float(np.sum(times)) / n
     stages = {k: float(np.median(v)) for k, v in stage_ms.items()}
-    model = sum(v for k, v in stages.items() if is_model_stage(k))
+    model = sum(v for k, v in stages.items() if k in MODEL_STAGES)
     return {
         "frames": n, "warmup": warmup,
         "end_to_end_ms": e2e, "fps": 1000.0 / e2e if e2e > 0 else 0.0,

@@ -1,0 +1,576 @@
+"""`wbg-edge run | bench | info | demo | batch`: the only place that prints or exits.
+
+Pipeline flags map 1:1 onto `PipelineConfig` fields (dest = field name; a flag left out keeps the
+field's default). Every failure the user can cause ends as one line on stderr and exit status 1
+(2 for bad arguments); set WBG_EDGE_DEBUG=1 to see the traceback instead.
+"""
+from __future__ import annotations
+
+import os
+
+# Before cv2 is imported anywhere: OpenCV and its FFmpeg otherwise print multi-line warnings for
+# every camera probe or damaged file, and we already report those as one line.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from . import __version__  # noqa: E402
+
+
+class CliError(Exception):
+    """A one-line error for the user."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + error
+        raise CliError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+# ---------------------------------------------------------------- argument types (range checks)
+
+def _int_range(lo: int, hi: int, multiple: int = 1):
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{s!r} is not an integer") from None
+        if not lo <= v <= hi or v % multiple:
+            extra = f" and a multiple of {multiple}" if multiple > 1 else ""
+            raise argparse.ArgumentTypeError(f"{v} is out of range: must be {lo}..{hi}{extra}")
+        return v
+    return parse
+
+
+def _float_range(lo: float, hi: float, hi_open: bool = False):
+    def parse(s: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
+        if not (lo <= v < hi if hi_open else lo <= v <= hi):
+            close = ")" if hi_open else "]"
+            raise argparse.ArgumentTypeError(f"{v:g} is out of range: must be in [{lo:g}, {hi:g}{close}")
+        return v
+    return parse
+
+
+def _background(s: str) -> str:
+    from .compose import parse_background
+    try:
+        parse_background(s)
+    except (ValueError, OSError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return s
+
+
+def _bundle_dir(s: str) -> str:
+    if not Path(s).is_dir():
+        raise argparse.ArgumentTypeError(f"{s}: no such bundle folder")
+    return s
+
+
+def _size(s: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in s.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r}: give a size as WIDTHxHEIGHT, e.g. 1280x720") from None
+    if not (16 <= w <= 7680 and 16 <= h <= 4320):
+        raise argparse.ArgumentTypeError(f"{s}: size out of range (16..7680 x 16..4320)")
+    return w, h
+
+
+# ---------------------------------------------------------------- PipelineConfig flags (1:1)
+
+def add_pipeline_options(p: argparse.ArgumentParser, with_output: bool = True) -> None:
+    """One flag per PipelineConfig field (dest = the field name); PIPELINE_FLAGS lists them.
+    A flag the parser already has (e.g. batch's chunk --overlap) is left out there."""
+    g = p.add_argument_group("pipeline (PipelineConfig fields; omitted flags keep the defaults)")
+    g.add_argument("--bundle", type=_bundle_dir, metavar="DIR", help="model bundle folder (default: the shipped one)")
+    g.add_argument("--backend", choices=("auto", "ort", "trt"), help="inference backend (default auto)")
+    g.add_argument("--model-res", dest="model_res", type=_int_range(32, 2048, 32), metavar="N",
+                   help="short side for depth and matting, a multiple of 32 (default: the bundle's)")
+    g.add_argument("--refine-res", dest="refine_res", type=_int_range(32, 4096, 32), metavar="N",
+                   help="short side of the refine grid, a multiple of 32 (default: the bundle's)")
+    g.add_argument("--depth", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the depth model (--no-depth: D = 0)")
+    g.add_argument("--depth-res", dest="depth_res", type=_int_range(32, 2048, 32), metavar="N",
+                   help="short side of the depth input (default: model-res / 2)")
+    g.add_argument("--depth-every", dest="depth_every", type=_int_range(1, 1000), metavar="K",
+                   help="reuse depth for up to K frames while the scene is still")
+    g.add_argument("--depth-motion", dest="depth_motion", type=_float_range(0.0, 1.0), metavar="F",
+                   help="recompute reused depth when the mean change of its input exceeds F")
+    g.add_argument("--patches", action=argparse.BooleanOptionalAction, default=None,
+                   help="refine only the boundary band in patches (--no-patches: the full grid)")
+    g.add_argument("--patch-size", dest="patch_size", type=_int_range(8, 512, 8), metavar="P", help="patch side")
+    g.add_argument("--band-dilation", dest="band_dilation", type=_int_range(0, 64), metavar="N",
+                   help="boundary band dilation in coarse pixels")
+    g.add_argument("--full-grid-above", dest="full_grid_above", type=_float_range(0.0, 1.0), metavar="F",
+                   help="refine the full grid when the band covers more than this fraction")
+    g.add_argument("--smoothing", type=_float_range(0.0, 1.0, hi_open=True), metavar="F",
+                   help="temporal smoothing of alpha, 0 (off) .. <1")
+    if with_output:
+        g.add_argument("--output", "--mode", dest="mode", choices=("composite", "rgba", "alpha"), default=None,
+                       help="what to write (default: rgba for .mov/.webm/PNG outputs, composite otherwise)")
+    g.add_argument("--background", type=_background, metavar="BG",
+                   help="transparent | colour name or #RRGGBB | blur[:k] | image file (default green)")
+    if "--overlap" not in p._option_string_actions:
+        g.add_argument("--overlap", "--threaded", dest="overlap", action=argparse.BooleanOptionalAction,
+                       default=None, help="overlap the depth of frame t+1 with the rest of frame t on a second thread")
+    g.add_argument("--threads", type=_int_range(1, 1024), metavar="N",
+                   help="ONNX Runtime threads per model (default: all cores)")
+
+
+PIPELINE_FLAGS = ("bundle", "backend", "model_res", "refine_res", "depth", "depth_res", "depth_every",
+                  "depth_motion", "patches", "patch_size", "band_dilation", "full_grid_above", "smoothing",
+                  "mode", "background", "overlap", "threads")
+
+
+def make_config(args: argparse.Namespace, **overrides):
+    """PipelineConfig from the flags the user gave (others keep their defaults) plus `overrides`."""
+    from .pipeline import PipelineConfig
+    fields = {f.name for f in dataclasses.fields(PipelineConfig)}
+    kw = {k: getattr(args, k) for k in PIPELINE_FLAGS if getattr(args, k, None) is not None and k in fields}
+    kw.update({k: v for k, v in overrides.items() if k in fields})
+    try:
+        return PipelineConfig(**kw)
+    except (TypeError, ValueError) as e:
+        raise CliError(str(e)) from None
+
+
+def choose_mode(args: argparse.Namespace, sink) -> str:
+    """--output if given; else composite when a background was named, rgba for 'transparent',
+    else what the sink stores best. One-line error when the sink cannot store that mode."""
+    mode = args.mode
+    if mode is None:
+        bg = (args.background or "").strip().lower()
+        mode = "rgba" if bg in ("transparent", "none") else "composite" if bg else sink.prefers
+    if mode == "composite" and (args.background or "").strip().lower() in ("transparent", "none"):
+        mode = "rgba"  # nothing to composite over: the Pipeline makes BGRA
+    if mode not in sink.modes:
+        hint = "no alpha channel there; write .mov, .webm or a PNG folder/ for rgba" if mode == "rgba" else ""
+        raise CliError(f"{sink.where}: cannot store --output {mode}" + (f" ({hint})" if hint else "")
+                       + f"; it takes {', '.join(sink.modes)}")
+    return mode
+
+
+# ---------------------------------------------------------------- run
+
+@contextmanager
+def stop_on_signals():
+    """SIGINT/SIGTERM set an event (the stream ends after the current frame and the output is
+    finalized); a second signal interrupts at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class Readout:
+    """Live fps / latency on stderr: redrawn in place on a terminal, a line every few seconds otherwise."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet, self.tty = quiet, sys.stderr.isatty()
+        self.every = 0.5 if self.tty else 5.0
+        self.last = time.perf_counter()
+
+    def update(self, tick, source) -> None:
+        now = time.perf_counter()
+        if self.quiet or now - self.last < self.every:
+            return
+        self.last = now
+        s = source.stats
+        line = (f"frame {tick.index + 1}  {tick.fps:5.1f} fps  latency {tick.latency_ms:5.0f} ms"
+                f"  dropped {s.dropped}  reconnects {s.reconnects}")
+        sys.stderr.write(("\r\033[K" + line) if self.tty else line + "\n")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.tty and not self.quiet:
+            sys.stderr.write("\r\033[K")
+
+
+def cmd_run(args) -> int:
+    from .pipeline import Pipeline
+    from .sinks import open_sink
+    from .sources import open_source
+    from .stream import StreamStats, run_stream
+
+    stats, readout = StreamStats(), Readout(args.quiet)
+    with stop_on_signals() as stop, open_source(args.input, live=args.live) as src:
+        sink = open_sink(args.out, fps=args.fps or src.fps, codec=args.codec)
+        with sink:
+            mode = choose_mode(args, sink)
+            if getattr(sink, "backend", None) == "opencv":
+                _note("PyAV not installed: writing MPEG-4 (mp4v) with OpenCV; pip install 'wbg-edge[video]' for H.264")
+            pipe = Pipeline(make_config(args, mode=mode))
+            try:
+                for tick in run_stream(src, pipe, sink, mode, stop=stop, max_frames=args.frames, stats=stats):
+                    readout.update(tick, src)
+            finally:
+                readout.done()
+                pipe.close()
+    _report_run(args, src, sink, stats, mode)
+    return 0
+
+
+def _report_run(args, src, sink, stats, mode) -> None:
+    s = src.stats
+    where = "stdout" if args.out in ("-", "pipe:", "pipe:1") else args.out
+    enc = f", {sink.encoder_name} via {sink.backend}" if hasattr(sink, "encoder_name") else ""
+    _note(f"wrote {stats.frames} frames ({mode}{enc}) to {where} in {stats.wall_s:.1f} s: {stats.fps:.1f} fps, "
+          f"latency {stats.latency_ms:.0f} ms median; dropped {s.dropped}, reconnects {s.reconnects}"
+          f" ({stats.ended_by})")
+    if getattr(sink, "pix_fmt", None):
+        w, h = sink._sized.size or (0, 0)
+        _note(f"raw frames: ffmpeg -f rawvideo -pix_fmt {sink.pix_fmt} -s {w}x{h} -r {src.fps:g} -i - OUT")
+    for p in s.problems:
+        _note(f"warning: {p}")
+    if getattr(sink, "resized", 0):
+        _note(f"warning: {sink.resized} frames had another size than the first and were resized to it")
+
+
+# ---------------------------------------------------------------- bench
+
+SPEED_OPTIONS = ("patches", "depth_every", "overlap", "depth")
+
+
+def cmd_bench(args) -> int:
+    from .pipeline import Pipeline
+    from .sources import from_frames
+    from .stream import bench_stream
+
+    frames = _load_frames(args.input, min(args.frames, args.keep))
+    h, w = frames[0].shape[:2]
+    base = make_config(args)
+    variants = [("default", base)]
+    for opt in _compare_list(args.compare, base):
+        variants.append(_toggle(base, opt))
+    results = []
+    for name, cfg in variants:
+        pipe = Pipeline(cfg)
+        try:
+            src = from_frames(frames, count=args.warmup + args.frames)
+            with src:
+                r = bench_stream(src, pipe, args.frames, args.warmup, mode=cfg_output(cfg))
+        finally:
+            pipe.close()
+        r.update(variant=name, config=_config_dict(cfg), backend=_backend_name(pipe))
+        results.append(r)
+    r0 = results[0]
+    print(f"end-to-end: {r0['fps']:.1f} fps ({r0['end_to_end_ms']:.1f} ms/frame, median "
+          f"{r0['end_to_end_median_ms']:.1f} ms) at {w}x{h}, {r0['frames']} frames after {args.warmup} warm-up, "
+          f"backend {r0['backend']}, {os.cpu_count()} CPU cores")
+    print(f"{'stage':<22}{'median ms':>10}")
+    for k, v in r0["stages_ms"].items():
+        print(f"  {k:<20}{v:>10.2f}")
+    print(f"model time {r0['model_ms']:.1f} ms; pipeline overhead {r0['overhead_ms']:.1f} ms "
+          f"({r0['overhead_pct']:.0f}% of the frame); latency {r0['latency_median_ms']:.1f} ms median")
+    growth = 100.0 * (r0["rss_end_mb"] / r0["rss_after_warmup_mb"] - 1) if r0["rss_after_warmup_mb"] else 0.0
+    print(f"memory: RSS {r0['rss_after_warmup_mb']:.0f} MB after warm-up, {r0['rss_end_mb']:.0f} MB at the end "
+          f"({growth:+.1f}%), peak {r0['peak_rss_mb']:.0f} MB")
+    if len(results) > 1:
+        print(f"{'variant':<26}{'ms/frame':>10}{'fps':>8}{'model ms':>10}{'overhead':>10}")
+        for r in results:
+            print(f"  {r['variant']:<24}{r['end_to_end_ms']:>10.1f}{r['fps']:>8.1f}{r['model_ms']:>10.1f}"
+                  f"{r['overhead_pct']:>9.0f}%")
+    if args.json:
+        doc = {"input": args.input, "size": [w, h], "machine": _machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC",
+               time.gmtime()), "results": results}
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cfg_output(cfg) -> str:
+    """The mode the Pipeline will produce (composite over 'transparent' is rgba)."""
+    if cfg.mode == "composite" and str(cfg.background).strip().lower() in ("transparent", "none", ""):
+        return "rgba"
+    return cfg.mode
+
+
+def _compare_list(spec: str | None, base) -> list[str]:
+    if not spec:
+        return []
+    fields = {f.name for f in dataclasses.fields(base)}
+    names = [s.strip().replace("-", "_") for s in spec.split(",") if s.strip()]
+    if names == ["all"]:
+        return [o for o in SPEED_OPTIONS if o in fields]
+    for n in names:
+        if n not in SPEED_OPTIONS or n not in fields:
+            avail = [o.replace("_", "-") for o in SPEED_OPTIONS if o in fields]
+            raise CliError(f"--compare: unknown option {n!r}; choose from {', '.join(avail)} or all")
+    return names
+
+
+def _toggle(base, opt: str):
+    v = getattr(base, opt)
+    if isinstance(v, bool):
+        return f"{opt.replace('_', '-')} {'off' if v else 'on'}", dataclasses.replace(base, **{opt: not v})
+    new = 1 if v != 1 else 4  # depth_every: every frame vs the default reuse
+    return f"{opt.replace('_', '-')}={new}", dataclasses.replace(base, **{opt: new})
+
+
+def _load_frames(uri: str, n: int) -> list:
+    """Decode up to n frames into memory, so the bench measures processing, not the decoder."""
+    from .sources import open_source
+    frames = []
+    with open_source(uri) as src:
+        while len(frames) < n:
+            f = src.read(timeout=1.0)
+            if f is None:
+                if src.finished:
+                    break
+                continue
+            frames.append(f.image)
+    if not frames:
+        raise CliError(f"{uri}: no frames")
+    return frames
+
+
+def _config_dict(cfg) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def _backend_name(pipe) -> str:
+    choice = getattr(pipe, "choice", None)
+    reason = f" ({choice.reason})" if choice is not None else ""
+    return f"{getattr(pipe, 'backend_name', '?')}{reason}"
+
+
+def _machine() -> dict:
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "system": platform.platform()}
+
+
+# ---------------------------------------------------------------- info
+
+def cmd_info(args) -> int:
+    import importlib.metadata as md
+    import importlib.util
+
+    import cv2
+    import numpy as np
+
+    from .bundle import default_bundle_dir, load_bundle
+    from .gpu import cuda_devices
+    from .sources import gstreamer_available
+
+    def ver(dist: str) -> str:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return "not installed"
+
+    import onnxruntime as ort
+    info: dict = {"wbg-edge": __version__, "python": platform.python_version(), "numpy": np.__version__,
+                  "opencv": cv2.__version__, "opencv_gstreamer": gstreamer_available(),
+                  "onnxruntime": ort.__version__, "ort_providers": ort.get_available_providers(),
+                  "av (PyAV)": ver("av"), "pyvirtualcam": ver("pyvirtualcam"),
+                  "tensorrt": ver("tensorrt") if importlib.util.find_spec("tensorrt") else "not installed",
+                  "tensorrt_rtx": ver("tensorrt-rtx") if importlib.util.find_spec("tensorrt_rtx") else "not installed",
+                  "cuda-python": ver("cuda-python")}
+    gpus = cuda_devices()
+    info["gpus"] = [f"{g.index}: {g.name} (sm {g.sm}, {g.total_memory >> 20} MiB)" for g in gpus]
+    try:
+        from . import native
+        info["native_fused_op"] = str(getattr(native, "describe", lambda: "available")())
+    except Exception as e:  # the native library is optional (numpy reference otherwise)
+        info["native_fused_op"] = f"not available ({e})"
+    root = Path(args.bundle) if args.bundle else default_bundle_dir()
+    b = load_bundle(root)
+    from .backends import choose_backend
+    try:
+        choice = choose_backend("auto", b)
+        info["backend_auto"] = f"{choice.kind} ({choice.reason})"
+    except Exception as e:
+        info["backend_auto"] = f"unavailable ({e})"
+    arts = []
+    for a in b.artifacts:
+        try:
+            b.verify(a)
+            ok = "sha256 ok"
+        except Exception as e:
+            ok = f"BAD: {e}"
+        arts.append({"stage": a.stage, "file": a.file, "format": a.format, "precision": a.precision,
+                     "contract": a.contract, "check": ok})
+    info["bundle"] = {"path": str(root), "name": b.name, "model_res": b.model_res, "refine_res": b.refine_res,
+                      "artifacts": arts, "producer": b.producer}
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    for k, v in info.items():
+        if k in ("bundle", "gpus"):
+            continue
+        print(f"{k:<18}{', '.join(v) if isinstance(v, list) else v}")
+    print(f"{'gpus':<18}{'; '.join(info['gpus']) or 'none (CPU only)'}")
+    bi = info["bundle"]
+    print(f"{'bundle':<18}{bi['name']} at {bi['path']} (model_res {bi['model_res']}, "
+          f"refine_res {bi['refine_res']})")
+    for a in arts:
+        print(f"  {a['stage']:<8} {a['file']:<22} {a['format']:<6} {a['precision']:<5} {a['contract']:<8} "
+              f"{a['check']}")
+    return 0
+
+
+# ---------------------------------------------------------------- demo
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    readout = Readout(args.quiet)
+
+    def progress(i, n):
+        if readout.tty and not readout.quiet:
+            sys.stderr.write(f"\r\033[Kdemo: frame {i}/{n}")
+            sys.stderr.flush()
+
+    cfg = make_config(args, mode="composite", **({} if args.background else {"background": "blur"}))
+    w, h = args.size
+    with stop_on_signals():
+        res = run_demo(".", frames=args.frames, width=w, height=h, config=cfg, progress=progress)
+    readout.done()
+    print(f"demo: {res.frames} frames at {w}x{h} through the default bundle ({res.backend}): {res.fps:.1f} fps")
+    print(f"demo: wrote {res.video} (composite video) and {res.sheet} (contact sheet: input | alpha | composite)")
+    return 0
+
+
+# ---------------------------------------------------------------- batch (wbg_edge.batch owns the work)
+
+def cmd_batch(args) -> int:
+    from .batch import BatchConfig, Job, run_batch
+
+    mode = args.mode or ("rgba" if (args.background or "").lower() == "transparent" else "composite")
+    cfg = BatchConfig(outdir=args.outdir, workers=args.workers or max(1, (os.cpu_count() or 2) // 2), ray=args.ray,
+                      resume=args.resume, chunk_frames=args.chunk_frames, overlap=args.overlap,
+                      batch_frames=args.batch_frames, summary=args.summary)
+    job = Job(pipeline_config=make_config(args, mode=mode), outdir=str(args.outdir), output_mode=mode,
+              format=args.format, batch_frames=args.batch_frames)
+    with stop_on_signals():
+        report = run_batch(args.inputs, cfg, job, stream=sys.stderr)
+    print(report.table())
+    return 1 if report.failed else 0
+
+
+# ---------------------------------------------------------------- parser and main
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="wbg-edge", description="Real-time background removal at the edge.")
+    p.add_argument("--version", action="version", version=f"wbg-edge {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    r = sub.add_parser("run", help="remove the background of a camera, video, folder or stream")
+    r.add_argument("-i", "--input", required=True, metavar="SOURCE",
+                   help="camera index (0), video file, image folder, rtsp:// or http:// URL, csi://0, "
+                        "GStreamer pipeline, synthetic://")
+    r.add_argument("-o", "--out", required=True, metavar="SINK",
+                   help="video file (.mp4 .mkv .avi; .mov .webm keep alpha), folder/ or pattern%%05d.png, "
+                        "'-' raw frames on stdout, window, vcam://, null")
+    r.add_argument("--frames", type=_int_range(1, 10**9), metavar="N", help="stop after N frames")
+    r.add_argument("--fps", type=_float_range(0.1, 1000), help="output frame rate (default: the source's)")
+    r.add_argument("--codec", default=None, help="video codec override (PyAV), e.g. qtrle for lossless .mov")
+    r.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
+                   help="treat the source as live (keep only the newest frame, reconnect) or not")
+    r.add_argument("-q", "--quiet", action="store_true", help="no live readout")
+    add_pipeline_options(r)
+    r.set_defaults(func=cmd_run)
+
+    b = sub.add_parser("bench", help="per-stage latency, end-to-end fps, overhead and memory")
+    b.add_argument("-i", "--input", default="synthetic://?size=1280x720&frames=50", metavar="SOURCE",
+                   help="frames to use (decoded into memory first; default: the built-in 720p clip)")
+    b.add_argument("--frames", type=_int_range(1, 10**7), default=100, help="timed frames (default 100)")
+    b.add_argument("--warmup", type=_int_range(0, 10**4), default=5, help="untimed frames first (default 5)")
+    b.add_argument("--keep", type=_int_range(1, 1000), default=60,
+                   help="distinct frames held in memory and cycled (default 60)")
+    b.add_argument("--compare", metavar="OPTS", default=None,
+                   help="also run with each speed option toggled: comma list of "
+                        f"{', '.join(o.replace('_', '-') for o in SPEED_OPTIONS)}, or all")
+    b.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    add_pipeline_options(b)
+    b.set_defaults(func=cmd_bench)
+
+    i = sub.add_parser("info", help="backends, GPU, versions and the bundle manifest")
+    i.add_argument("--bundle", type=_bundle_dir, metavar="DIR", help="bundle folder (default: the shipped one)")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    i.set_defaults(func=cmd_info)
+
+    d = sub.add_parser("demo", help="run the default bundle on the built-in clip; writes wbg-edge-demo.mp4/.png here")
+    d.add_argument("--frames", type=_int_range(1, 10000), default=75, help="clip length (default 75)")
+    d.add_argument("--size", type=_size, default=(1280, 720), help="clip size WxH (default 1280x720)")
+    d.add_argument("-q", "--quiet", action="store_true")
+    add_pipeline_options(d, with_output=False)
+    d.set_defaults(func=cmd_demo)
+
+    try:
+        from .batch import add_batch_parser
+    except ImportError:  # batch is optional; its heavy parts import lazily anyway
+        add_batch_parser = None
+    if add_batch_parser is not None:
+        add_batch_parser(sub, add_pipeline_options).set_defaults(func=cmd_batch)
+    return p
+
+
+def _note(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 failure, 2 bad arguments, 130 interrupted)."""
+    debug = os.environ.get("WBG_EDGE_DEBUG") == "1"
+    if not debug:  # library warnings as one line each, without the source line
+        warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 2
+    except CliError as e:
+        _note(str(e))
+        return 2
+    except SystemExit as e:  # --help / --version
+        return int(e.code or 0)
+    except Exception as e:  # a broken parser definition still ends in one line
+        if debug:
+            raise
+        _note(f"wbg-edge: error: {e}")
+        return 1
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        _note("wbg-edge: interrupted")
+        return 130
+    except CliError as e:
+        _note(f"wbg-edge {args.command}: error: {e}")
+        return 1
+    except Exception as e:
+        if debug:
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        known = type(e).__name__ in ("SourceError", "SinkError", "BundleError", "BatchError", "ValueError",
+                                     "FileNotFoundError", "PermissionError", "RuntimeError", "OSError")
+        suffix = "" if known else f" [{type(e).__name__}; WBG_EDGE_DEBUG=1 shows the traceback]"
+        _note(f"wbg-edge {args.command}: error: {msg}{suffix}")
+        return 1
