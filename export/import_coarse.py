@@ -329,8 +329,8 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
     t3 = time.perf_counter()
 
     ref = load_bundle(refiner_bundle) if refiner_bundle is not None else None
-    if ref is None and base is not None:
-        Bundle(root=out, name="probe", artifacts=(), base=base).base_bundle()  # a bad base fails before writing
+    # A bad base fails here, before anything is written.
+    base_b = Bundle(root=out, name="", artifacts=(), base=base).base_bundle() if ref is None else None
     old = None
     if (out / "manifest.json").is_file():
         try:
@@ -359,9 +359,8 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
             artifacts.append(a)
             provenance[stage] = {"bundle": holder.name, "producer": holder.producer}
         model_res, refine_res, name = ref.model_res, ref.refine_res, "real-world"
-    elif base is not None:
-        b = Bundle(root=out, name="probe", artifacts=(), base=base).base_bundle()
-        model_res, refine_res, name, base_name = b.model_res, b.refine_res, "real-world", base
+    elif base_b is not None:
+        model_res, refine_res, name, base_name = base_b.model_res, base_b.refine_res, "real-world", base
     bundle = Bundle(root=out, name=name, artifacts=tuple(artifacts), model_res=model_res, refine_res=refine_res,
                     producer={"onnx": onnx.__version__, "tflite": version("tflite"), "opset": OPSET,
                               "converter": f"export.tflite_to_onnx {CONVERTER_VERSION}"},
