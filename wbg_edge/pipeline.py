@@ -15,6 +15,7 @@ finish) of frame t runs in the caller's thread: throughput is the slower half, l
 """
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -229,7 +230,9 @@ class Pipeline:
         wanted = {"coarse", "refiner"} | ({"depth"} if use_depth else set())
         self.choice = choose_backend(config.backend, self.bundle, wanted)
         fmt = "engine" if self.choice.kind == "trt" else "onnx"
-        opts = BackendOptions(threads=config.threads, spin=not config.overlap)
+        # Overlapped stages run two models at once: split the cores between them and stop idle spinning.
+        threads = config.threads or (max(1, (os.cpu_count() or 2) // 2) if config.overlap else None)
+        opts = BackendOptions(threads=threads, spin=not config.overlap)
         found = {s: self.bundle.resolve(s, fmt) for s in wanted}
         for s, f in found.items():
             if f is None:
@@ -268,6 +271,7 @@ class Pipeline:
         self._depth_ref: np.ndarray | None = None   # depth input when depth was last computed (motion test)
         self._depth_age = 0
         self._depth_cache_geom: Geometry | None = None
+        self._max_batch = 1 << 30
         self.nonfinite_frames = 0
         self._warned_nonfinite = False
 
@@ -443,6 +447,8 @@ class Pipeline:
             band = BandSelector((hc, wc), (hr, wr), p, self.config.band_dilation)
             pack_p = np.empty((band.max_patches, 5, p, p), dt_in)
             delta_p = np.empty((band.max_patches, 1, p, p), dt_out)
+            limit = self.refiner_model.backend.max_shape(self.refiner_model.inp)
+            self._max_batch = limit[0] if limit else band.max_patches  # engine profiles bound the batch
         h, w = g.frame
         img_shape = {"alpha": (h, w), "rgba": (h, w, 4), "composite": (h, w, 3)}[self.mode]
         b = _Back(g, band, np.empty((1, 5, hr, wr), dt_in), np.empty((1, 1, hr, wr), dt_out), pack_p, delta_p,
@@ -492,7 +498,7 @@ class Pipeline:
                 if n == 0:  # nothing uncertain: one patch keeps the data path uniform
                     patches = b.band._origins[:1]
                     n = 1
-                if n * self.config.patch_size ** 2 > self.config.full_grid_above * hr * wr:
+                if n * self.config.patch_size ** 2 > self.config.full_grid_above * hr * wr or n > self._max_batch:
                     patches = None
             t2 = time.perf_counter()
             tm["band"] = (t2 - t1) * 1e3

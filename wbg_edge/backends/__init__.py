@@ -46,6 +46,10 @@ class Backend(Protocol):
 
     def outputs(self) -> dict[str, TensorSpec]: ...
 
+    def max_shape(self, name: str) -> tuple[int, ...] | None:
+        """Largest accepted shape of input `name` (TensorRT profiles), None when unbounded or unknown."""
+        ...
+
     def run(self, feeds: Mapping[str, np.ndarray],
             out: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Run on host arrays keyed by input name. With `out`, results are written into those

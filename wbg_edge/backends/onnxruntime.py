@@ -63,6 +63,9 @@ class OrtBackend:
     def outputs(self) -> dict[str, TensorSpec]:
         return dict(self._outputs)
 
+    def max_shape(self, name: str) -> tuple[int, ...] | None:
+        return None  # dynamic dims are unbounded in ONNX Runtime
+
     def run(self, feeds: Mapping[str, np.ndarray],
             out: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         if out is None or not self._on_cpu:

@@ -129,6 +129,13 @@ class TensorRTBackend:
     def inputs(self) -> dict[str, TensorSpec]:
         return dict(self._inputs)
 
+    def max_shape(self, name: str) -> tuple[int, ...] | None:
+        """The largest input shape the engine's optimisation profile 0 accepts (None: unknown)."""
+        try:
+            return tuple(self._engine.get_tensor_profile_shape(name, 0)[2])
+        except Exception:  # not an input, or no profile
+            return None
+
     def outputs(self) -> dict[str, TensorSpec]:
         return dict(self._outputs)
 
