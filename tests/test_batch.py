@@ -1,0 +1,256 @@
+"""`wbg-edge batch` with real components: the shipped bundle, real clips, a local Ray and a local pool.
+
+Tiny clips (8-12 frames at 160x96) keep the whole file to well under a minute on 2 cores. Outputs are
+written as PNG folders (`format="png"`) so frames compare exactly with the Pipeline run directly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from wbg_edge.batch import STATE_DIR, BatchConfig, BatchError, Job, expand_inputs, run_batch, split_units
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = (160, 96)
+
+
+def write_clip(path: Path, frames: int, seed: int, size: tuple[int, int] = SIZE) -> Path:
+    """A disc moving over a noisy background; mp4v like a phone or a camera would give."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    bg = cv2.blur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (7, 7))
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (w, h))
+    assert out.isOpened()
+    for i in range(frames):
+        f = bg.copy()
+        cv2.circle(f, (int(w * (0.25 + 0.5 * i / frames)), h // 2), h // 3, (30 + 20 * seed, 120, 210), -1)
+        out.write(f)
+    out.release()
+    return path
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("clips")
+    c = {f"c{i}": write_clip(d / f"c{i}.mp4", n, i) for i, n in ((1, 8), (2, 10), (3, 12))}
+    bad = d / "bad.mp4"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    c["bad"] = bad
+    return c
+
+
+@pytest.fixture(scope="session")
+def pipeline_config():
+    from wbg_edge.pipeline import PipelineConfig
+
+    return PipelineConfig()
+
+
+@pytest.fixture(scope="session")
+def reference(pipeline_config):
+    """Frames as `wbg-edge run` makes them, computed here without the batch code: every decoded frame
+    through one Pipeline, in order, turned into the sink's image as the run loop does."""
+    from wbg_edge.pipeline import Pipeline
+    from wbg_edge.sources import open_source
+    from wbg_edge.stream import output_image
+
+    cache: dict[str, list[np.ndarray]] = {}
+
+    def frames_of(clip: Path) -> list[np.ndarray]:
+        if str(clip) not in cache:
+            pipe = Pipeline(dataclasses.replace(pipeline_config, threads=1))
+            out = []
+            with open_source(str(clip), live=False) as src:
+                while not src.finished:
+                    f = src.read(timeout=1.0)
+                    if f is not None:
+                        out.append(output_image(pipe.process(f.image), pipe.mode).copy())
+            pipe.close()
+            cache[str(clip)] = out
+        return cache[str(clip)]
+
+    return frames_of
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray (2 CPUs) for the session; `run_batch(ray="auto")` reuses it instead of starting one."""
+    ray = pytest.importorskip("ray")
+    env = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = f"{REPO}{os.pathsep}{env}" if env else str(REPO)  # Ray workers import wbg_edge
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 << 20, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def png_frames(folder: Path) -> list[np.ndarray]:
+    return [cv2.imread(str(f), cv2.IMREAD_UNCHANGED) for f in sorted(folder.glob("*.png"))]
+
+
+def only_outputs(outdir: Path) -> list[str]:
+    """What a user sees in OUTDIR: the outputs and the summary, no temp or partial files."""
+    return sorted(p.name for p in outdir.iterdir() if p.name != STATE_DIR)
+
+
+def make_job(cfg, outdir: Path, fmt: str = "png") -> Job:
+    return Job(cfg, str(outdir), format=fmt, threads=1)
+
+
+# ---------------------------------------------------------------- planning (no workers)
+
+def test_list_file_and_names(tmp_path, clips):
+    lst = tmp_path / "inputs.txt"
+    lst.write_text(f"# takes\n{clips['c1']}\n\n{clips['c2']}\n{clips['c1']}\n")
+    assert expand_inputs([lst, clips["c3"]]) == [clips["c1"], clips["c2"], clips["c3"]]
+    units = split_units("long.mp4", "long.mp4", "video", 1000, 300, 8)
+    assert [(u.start, u.stop, u.warmup) for u in units] == [(0, 333, 0), (333, 667, 8), (667, None, 8)]
+    assert len(split_units("a.mp4", "a.mp4", "video", 400, 300, 8)) == 1
+
+
+def test_clashing_names_refused(tmp_path, clips, pipeline_config):
+    other = tmp_path / "x"
+    other.mkdir()
+    twin = write_clip(other / "c1.mp4", 4, 9)
+    with pytest.raises(BatchError, match="clashes"):
+        run_batch([clips["c1"], twin], BatchConfig(outdir=tmp_path / "o"), make_job(pipeline_config, tmp_path / "o"))
+
+
+# ---------------------------------------------------------------- Ray
+
+def test_ray_three_clips_match_run_and_corrupt_reported(tmp_path, clips, ray_cluster, pipeline_config, reference):
+    out = tmp_path / "out"
+    inputs = [clips["c1"], clips["bad"], clips["c2"], clips["c3"]]
+    report = run_batch(inputs, BatchConfig(outdir=out, workers=2, ray="auto"), make_job(pipeline_config, out))
+    status = {Path(i.input).name: i for i in report.items}
+    assert status["bad.mp4"].status == "failed" and "bad.mp4" in status["bad.mp4"].error
+    for name in ("c1", "c2", "c3"):
+        assert status[f"{name}.mp4"].status == "done", status[f"{name}.mp4"].error
+        got, want = png_frames(out / name), reference(clips[name])
+        assert len(got) == len(want) > 0
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            assert np.array_equal(g, w), f"{name} frame {i} differs from the Pipeline run directly"
+    assert only_outputs(out) == ["batch-summary.json", "c1", "c2", "c3"]
+    summary = json.loads((out / "batch-summary.json").read_text())
+    assert (summary["done"], summary["failed"], summary["executor"]) == (3, 1, "ray")
+
+
+def test_ray_chunks_stitched_in_order(tmp_path, clips, ray_cluster, pipeline_config, reference):
+    """A 12-frame clip cut into 3 chunks of 4 (warmed by 2 frames) comes back whole, in order, and (with
+    the default config: no smoothing, depth every frame) equal to one pass over the whole clip."""
+    out = tmp_path / "out"
+    cfg = BatchConfig(outdir=out, workers=2, ray="auto", chunk_frames=4, overlap=2)
+    report = run_batch([clips["c3"]], cfg, make_job(pipeline_config, out))
+    assert report.items[0].status == "done" and len(report.items[0].units) == 3
+    got, want = png_frames(out / "c3"), reference(clips["c3"])
+    assert len(got) == len(want) == 12
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert np.array_equal(g, w), f"frame {i} differs after stitching"
+    assert not (out / STATE_DIR / "parts").exists()
+
+
+# ---------------------------------------------------------------- local pool
+
+def test_local_pool_video_output_and_resume(tmp_path, clips, pipeline_config):
+    out = tmp_path / "out"
+    inputs = [clips["c1"], clips["c2"], clips["bad"]]
+    job = make_job(pipeline_config, out, fmt="same")
+    report = run_batch(inputs, BatchConfig(outdir=out, workers=2), job)
+    assert [i.status for i in report.items] == ["done", "done", "failed"]
+    for name, n in (("c1", 8), ("c2", 10)):
+        cap = cv2.VideoCapture(str(out / f"{name}.mp4"))
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n
+        cap.release()
+    again = run_batch(inputs, BatchConfig(outdir=out, workers=2, resume=True), job)
+    assert [i.status for i in again.items] == ["skipped", "skipped", "failed"]
+    os.utime(clips["c2"])  # a touched input is done again
+    third = run_batch(inputs, BatchConfig(outdir=out, workers=2, resume=True), job)
+    assert [i.status for i in third.items] == ["skipped", "done", "failed"]
+    assert only_outputs(out) == ["batch-summary.json", "c1.mp4", "c2.mp4"]
+
+
+def test_local_pool_worker_killed_is_retried(tmp_path, clips, pipeline_config, reference):
+    """SIGKILL a pool worker mid-job: its Units run again on a new pool; outputs whole, none doubled."""
+    import multiprocessing
+
+    out = tmp_path / "out"
+    stop = threading.Event()
+    killed: list[int] = []
+
+    def killer():
+        while not stop.is_set() and not killed:
+            kids = multiprocessing.active_children()
+            if kids:
+                time.sleep(0.2)
+                os.kill(kids[0].pid, signal.SIGKILL)
+                killed.append(kids[0].pid)
+            time.sleep(0.02)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    try:
+        report = run_batch([clips["c1"], clips["c2"], clips["c3"]], BatchConfig(outdir=out, workers=2),
+                           make_job(pipeline_config, out))
+    finally:
+        stop.set()
+        t.join()
+    assert killed
+    assert [i.status for i in report.items] == ["done"] * 3, [i.error for i in report.items]
+    for name in ("c1", "c2", "c3"):
+        got, want = png_frames(out / name), reference(clips[name])
+        assert len(got) == len(want) and all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+    assert only_outputs(out) == ["batch-summary.json", "c1", "c2", "c3"]
+
+
+def test_killed_job_resumes_without_duplicates(tmp_path, pipeline_config):
+    """Kill a running job (whole process group) once its first output is complete (its record written);
+    --resume skips what is complete and finishes the rest, leaving no duplicate or partial file."""
+    src = tmp_path / "in"
+    src.mkdir()
+    clips = [write_clip(src / f"k{i}.mp4", 24, i, size=(320, 192)) for i in range(4)]
+    out = tmp_path / "out"
+    script = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from wbg_edge.batch import BatchConfig, Job, run_batch
+        from wbg_edge.pipeline import PipelineConfig
+        if __name__ == "__main__":
+            out = Path({str(out)!r})
+            cfg = BatchConfig(outdir=out, workers=1, resume="--resume" in sys.argv)
+            r = run_batch({[str(c) for c in clips]!r}, cfg,
+                          Job(PipelineConfig(), str(out), format="png", threads=1), stream=sys.stderr)
+            print(",".join(i.status for i in r.items))
+    """)
+    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if any((out / STATE_DIR / f"{c.stem}.json").is_file() for c in clips):  # first output complete
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"job ended before it could be killed: {proc.communicate()}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = only_outputs(out)
+    assert 1 <= len(first) < len(clips)
+    done = subprocess.run([sys.executable, "-c", script, "--resume"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    statuses = done.stdout.strip().splitlines()[-1].split(",")
+    assert statuses.count("skipped") >= len(first) and set(statuses) <= {"skipped", "done"}
+    assert only_outputs(out) == sorted(["batch-summary.json"] + [c.stem for c in clips])
+    for c in clips:
+        assert len(png_frames(out / c.stem)) == 24
+    assert not (out / STATE_DIR / "tmp").exists()
