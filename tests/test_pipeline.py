@@ -346,3 +346,44 @@ def test_fit_keeps_aspect_and_multiples():
 def test_as_bgr_views_contiguous_bgr():
     f = np.zeros((4, 5, 3), np.uint8)
     assert as_bgr(f) is f
+
+
+# ------------------------------------------------------------------ fuzz the frame entry point
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def frames(draw):
+    dtype = draw(st.sampled_from([np.uint8, np.uint8, np.uint8, np.float32, np.int16, np.bool_]))
+    h, w = draw(st.integers(0, 70)), draw(st.integers(0, 70))
+    ch = draw(st.sampled_from([None, 1, 2, 3, 4, 5]))
+    shape = (h, w) if ch is None else (h, w, ch)
+    if draw(st.booleans()):
+        shape = (1, *shape)
+    a = np.random.default_rng(draw(st.integers(0, 99))).integers(0, 2, shape).astype(dtype) * 200
+    if a.ndim >= 2 and draw(st.booleans()):
+        a = a.swapaxes(0, 1)  # non-contiguous
+    return a
+
+
+@pytest.fixture(scope="module")
+def toy_alpha(toy):
+    return toy_pipeline(toy, mode="alpha")
+
+
+@settings(max_examples=40, deadline=None)
+@given(frame=frames())
+def test_fuzz_frames_give_a_matte_or_one_line_error(toy_alpha, frame):
+    p = toy_alpha
+    ok = (frame.dtype == np.uint8 and frame.size > 0
+          and (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3, 4))))
+    if not ok:
+        with pytest.raises(ValueError) as e:
+            p.process(frame)
+        assert "\n" not in str(e.value) and str(frame.shape) in str(e.value)
+        return
+    m = p.process(frame)
+    assert m.alpha.shape == frame.shape[:2] and np.isfinite(m.alpha).all()
+
