@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from wbg_edge.bundle import Artifact, Bundle, BundleError, default_bundle_dir, sha256_file, write_bundle
@@ -350,8 +352,6 @@ def test_as_bgr_views_contiguous_bgr():
 
 # ------------------------------------------------------------------ fuzz the frame entry point
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 
 @st.composite
