@@ -1,0 +1,116 @@
+"""Batch throughput: frames/s of `wbg-edge batch` with 1 and N workers, local pool and local Ray, on the
+same generated clips, and the Ray overhead against the local pool.
+
+    python bench/bench_batch.py [--clips 4] [--frames 48] [--size 640x360] [--workers 1,2] [--json FILE]
+
+Each worker gets cores / workers inference threads, in both executors, so the two compare like for
+like. Ray is started once (num_cpus = the largest worker count); its start-up is reported apart from
+the job times, which count everything else a user waits for (pool spawn, model loading, decode,
+inference, encode, stitching, records). Outputs are PNG folders (no encoder cost in the figures).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from wbg_edge.batch import BatchConfig, Job, run_batch  # noqa: E402
+from wbg_edge.pipeline import PipelineConfig  # noqa: E402
+
+
+def make_clip(path: Path, frames: int, size: tuple[int, int], seed: int) -> Path:
+    w, h = size
+    rng = np.random.default_rng(seed)
+    bg = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 4)
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (w, h))
+    for i in range(frames):
+        f = bg.copy()
+        cx = int(w * (0.25 + 0.5 * i / max(frames - 1, 1)))
+        cv2.ellipse(f, (cx, h // 2), (w // 9, h // 3), 0, 0, 360, (40, 90 + 10 * seed, 200), -1)
+        out.write(f)
+    out.release()
+    return path
+
+
+def run_once(clips: list[Path], workers: int, ray: str | None, work: Path) -> dict:
+    out = work / f"out-{'ray' if ray else 'local'}-{workers}"
+    shutil.rmtree(out, ignore_errors=True)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    job = Job(PipelineConfig(), str(out), format="png", threads=threads)
+    t0 = time.perf_counter()
+    report = run_batch(clips, BatchConfig(outdir=out, workers=workers, ray=ray), job)
+    wall = time.perf_counter() - t0
+    if report.failed:
+        raise RuntimeError(f"bench: {report.failed[0].error}")
+    return {"executor": "ray" if ray else "local", "workers": workers, "threads_per_worker": threads,
+            "frames": report.frames, "wall_s": round(wall, 2), "fps": round(report.frames / wall, 2)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clips", type=int, default=4)
+    ap.add_argument("--frames", type=int, default=48, help="frames per clip")
+    ap.add_argument("--size", default="640x360")
+    ap.add_argument("--workers", default="1,2", help="comma list of worker counts")
+    ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--json", help="also write the results as JSON")
+    args = ap.parse_args()
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    counts = [int(v) for v in args.workers.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="wbg-bench-batch-"))
+    rows: list[dict] = []
+    ray_start = None
+    try:
+        clips = [make_clip(work / f"clip{i}.mp4", args.frames, (w, h), i) for i in range(args.clips)]
+        for n in counts:
+            rows.append(run_once(clips, n, None, work))
+        if not args.no_ray:
+            import ray
+
+            env = os.environ.get("PYTHONPATH", "")
+            os.environ["PYTHONPATH"] = f"{REPO}{os.pathsep}{env}" if env else str(REPO)
+            t0 = time.perf_counter()
+            ray.init(num_cpus=max(counts), include_dashboard=False, object_store_memory=256 << 20,
+                     log_to_driver=False)
+            ray_start = round(time.perf_counter() - t0, 2)
+            try:
+                for n in counts:
+                    rows.append(run_once(clips, n, "auto", work))
+            finally:
+                ray.shutdown()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    local = {r["workers"]: r for r in rows if r["executor"] == "local"}
+    print(f"{args.clips} clips x {args.frames} frames at {w}x{h}, {os.cpu_count()} cores"
+          + (f"; Ray start-up {ray_start} s (not in the job times)" if ray_start is not None else ""))
+    print(f"{'executor':<9}{'workers':>8}{'threads':>8}{'frames':>8}{'wall s':>8}{'frames/s':>10}{'vs local':>10}")
+    for r in rows:
+        base = local.get(r["workers"])
+        rel = f"{100 * (r['wall_s'] / base['wall_s'] - 1):+.0f}%" if base and r is not base else ""
+        r["overhead_vs_local_pct"] = None if not rel else round(100 * (r["wall_s"] / base["wall_s"] - 1), 1)
+        print(f"{r['executor']:<9}{r['workers']:>8}{r['threads_per_worker']:>8}{r['frames']:>8}{r['wall_s']:>8.1f}"
+              f"{r['fps']:>10.1f}{rel:>10}")
+    if args.json:
+        doc = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": " ".join(sys.argv),
+               "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                           "python": platform.python_version()},
+               "clips": args.clips, "frames_per_clip": args.frames, "size": [w, h], "ray_start_s": ray_start,
+               "results": rows}
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
