@@ -122,6 +122,9 @@ class VideoSink:
         _check_target(self.path, self.where)
         self.fps, self.quality = float(fps) if fps and fps > 0 else 25.0, int(quality)
         ext = self.path.suffix.lower()
+        if not ext:
+            raise SinkError(f"{path}: no file extension; name a video (.mp4, .mov, ...) or end with '/' "
+                            f"for a PNG folder")
         if ext not in PLAIN_VIDEO and ext not in ALPHA_VIDEO:
             raise SinkError(f"{path}: unknown video type {ext!r} (.mp4 .mkv .avi .m4v, or .mov .webm with alpha)")
         self.codec = codec or ALPHA_VIDEO.get(ext) or ("libx264" if ext != ".avi" else "mjpeg")
@@ -195,7 +198,11 @@ class VideoSink:
 
     def _open_av(self, w: int, h: int) -> None:
         import av
-        self._out = av.open(str(self._tmp), mode="w")
+        # MP4/MOV are written fragmented (a moof every ~second, moov up front), so a file cut short by a
+        # full disk, a kill or a power loss still plays up to the last fragment; MKV/WebM stream anyway.
+        frag = {"movflags": "+empty_moov+default_base_moof", "frag_duration": "1000000"}
+        self._out = av.open(str(self._tmp), mode="w",
+                            options=frag if self.path.suffix.lower() in (".mp4", ".m4v", ".mov") else {})
         rate = Fraction(self.fps).limit_denominator(1001)
         s = self._out.add_stream(self.codec, rate=rate)
         self._tb = 1 / rate
@@ -203,7 +210,7 @@ class VideoSink:
         opts: dict[str, str] = {}
         if self.codec == "libx264":
             s.pix_fmt = "yuv420p"
-            opts = {"preset": "veryfast", "crf": str(self.quality)}
+            opts = {"preset": "veryfast", "crf": str(self.quality), "g": str(max(int(round(self.fps)), 1))}
         elif self.codec == "prores_ks":
             s.pix_fmt = "yuva444p10le"
             opts = {"profile": "4", "vendor": "apl0"}  # profile 4 = 4444, with alpha
