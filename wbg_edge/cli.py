@@ -447,6 +447,9 @@ def cmd_demo(args) -> int:
             sys.stderr.write(f"\r\033[Kdemo: frame {i}/{n}")
             sys.stderr.flush()
 
+    from .sinks import have_av
+    if not have_av():
+        _note("PyAV not installed: writing MPEG-4 (mp4v) with OpenCV; pip install 'wbg-edge[video]' for H.264")
     cfg = make_config(args, mode="composite", **({} if args.background else {"background": "blur"}))
     w, h = args.size
     with stop_on_signals():

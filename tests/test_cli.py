@@ -1,0 +1,202 @@
+"""`wbg-edge` end to end: real videos in, real files out, signals, one-line errors."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from wbg_edge.cli import PIPELINE_FLAGS, build_parser, main
+from wbg_edge.pipeline import PipelineConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--model-res", "64", "--refine-res", "64", "-q"]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def cli(*args, cwd=None, timeout=120, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wbg_edge", *args], capture_output=True, cwd=cwd, env=ENV,
+                          timeout=timeout, **kw)
+
+
+def write_clip(path, n=9, w=160, h=96):
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (w, h))
+    for i in range(n):
+        f = np.full((h, w, 3), 70, np.uint8)
+        cv2.ellipse(f, (20 + 12 * i, h // 2), (18, 30), 0, 0, 360, (40, 90, 200), -1)
+        out.write(f)
+    out.release()
+    return path
+
+
+def read_back(path) -> tuple[int, tuple | None]:
+    cap = cv2.VideoCapture(str(path))
+    n, shape = 0, None
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            return n, shape
+        n, shape = n + 1, img.shape
+
+
+def test_run_video_to_video_keeps_every_frame_and_size(tmp_path):
+    src = write_clip(tmp_path / "in.mp4", n=9)
+    assert main(["run", "-i", str(src), "-o", str(tmp_path / "out.mp4"), *FAST]) == 0
+    assert read_back(tmp_path / "out.mp4") == (9, (96, 160, 3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
+
+
+def test_run_rgba_png_output_round_trips(tmp_path):
+    src = write_clip(tmp_path / "in.mp4", n=4)
+    assert main(["run", "-i", str(src), "-o", f"{tmp_path}/out/", "--background", "transparent", *FAST]) == 0
+    files = sorted((tmp_path / "out").glob("*.png"))
+    assert len(files) == 4
+    img = cv2.imread(str(files[2]), cv2.IMREAD_UNCHANGED)
+    assert img.shape == (96, 160, 4)
+    cap = cv2.VideoCapture(str(src))
+    for _ in range(3):
+        frame = cap.read()[1]
+    # Straight (unpremultiplied) alpha: colour planes are the input frame itself.
+    assert np.abs(img[..., :3].astype(int) - frame).max() <= 1
+
+
+def test_run_alpha_only_video(tmp_path):
+    src = write_clip(tmp_path / "in.mp4", n=4)
+    assert main(["run", "-i", str(src), "-o", str(tmp_path / "a.mp4"), "--output", "alpha", *FAST]) == 0
+    assert read_back(tmp_path / "a.mp4") == (4, (96, 160, 3))
+
+
+@pytest.mark.skipif(not __import__("wbg_edge.sinks").sinks.have_av(), reason="needs PyAV")
+def test_run_to_mov_keeps_alpha(tmp_path):
+    import av
+    src = write_clip(tmp_path / "in.mp4", n=3)
+    assert main(["run", "-i", str(src), "-o", str(tmp_path / "o.mov"), "--codec", "qtrle", *FAST]) == 0
+    with av.open(str(tmp_path / "o.mov")) as c:
+        got = [f.to_ndarray(format="bgra") for f in c.decode(video=0)]
+    assert len(got) == 3 and got[0].shape == (96, 160, 4)
+
+
+def test_raw_frames_on_stdout_have_the_right_byte_count(tmp_path):
+    p = cli("run", "-i", "synthetic://?size=64x48&frames=5", "-o", "-", *FAST)
+    assert p.returncode == 0, p.stderr.decode()
+    assert len(p.stdout) == 5 * 64 * 48 * 3
+    assert b"ffmpeg -f rawvideo -pix_fmt bgr24 -s 64x48" in p.stderr
+
+
+def test_raw_stdout_closed_early_stops_cleanly():
+    proc = subprocess.Popen([sys.executable, "-m", "wbg_edge", "run", "-i", "synthetic://?size=64x48&frames=100000",
+                             "-o", "-", *FAST], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    proc.stdout.read(64 * 48 * 3 * 2)
+    proc.stdout.close()  # the reader goes away (ffmpeg quit, `| head`)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    lines = err.decode().strip().splitlines()
+    assert "pipe closed" in lines[-1] and "Traceback" not in err.decode()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_mid_stream_leaves_a_playable_file_with_the_frames_so_far(tmp_path, sig):
+    out = tmp_path / "live.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "wbg_edge", "run", "-i",
+                             "synthetic://?size=128x96&frames=100000", "-o", str(out), *FAST],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    t0 = time.time()
+    while not list(tmp_path.glob(".live.partial-*")) and time.time() - t0 < 60:
+        time.sleep(0.05)  # the temporary file appears with the first frame
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    err = err.decode()
+    assert proc.returncode == 0, err
+    assert "stop requested" in err
+    n_written = int(err.split("wrote ")[1].split(" frames")[0])
+    n, shape = read_back(out)
+    assert n == n_written > 0 and shape == (96, 128, 3)
+    assert not list(tmp_path.glob(".live.partial-*"))
+
+
+@pytest.mark.parametrize("args, words", [
+    (["run", "-i", "x.mp4", "-o", "y.mp4", "--bogus"], "unrecognized arguments: --bogus"),
+    (["run", "-i", "x.mp4"], "required: -o"),
+    (["run", "-i", "x.mp4", "-o", "y.mp4", "--model-res", "100"], "--model-res: 100 is out of range"),
+    (["run", "-i", "x.mp4", "-o", "y.mp4", "--smoothing", "1"], "--smoothing: 1 is out of range"),
+    (["run", "-i", "x.mp4", "-o", "y.mp4", "--backend", "cuda"], "invalid choice: 'cuda'"),
+    (["run", "-i", "x.mp4", "-o", "y.mp4", "--bundle", "/no/bundle"], "no such bundle folder"),
+    (["run", "-i", "/no/such.mp4", "-o", "y.mp4"], "/no/such.mp4: no such file"),
+    (["run", "-i", "synthetic://", "-o", "/no/dir/y.mp4"], "does not exist"),
+    (["run", "-i", "synthetic://", "-o", "y.mp4", "--output", "rgba"], "cannot store --output rgba"),
+    (["run", "-i", "3", "-o", "null"], "camera 3"),
+    (["bench", "--frames", "0"], "--frames: 0 is out of range"),
+    (["nosuchcommand"], "invalid choice"),
+])
+def test_bad_input_is_one_line_without_traceback(tmp_path, args, words, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert words in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_bad_input_files_in_a_subprocess(tmp_path):
+    (tmp_path / "junk.mp4").write_bytes(b"\x00" * 5000)
+    p = cli("run", "-i", "junk.mp4", "-o", "out.mp4", cwd=tmp_path)
+    err = p.stderr.decode()
+    assert p.returncode == 1 and "junk.mp4" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_every_pipeline_field_has_its_flag():
+    assert set(PIPELINE_FLAGS) == {f.name for f in fields(PipelineConfig)}
+    args = build_parser().parse_args(["run", "-i", "a", "-o", "b", "--no-depth", "--depth-every", "3",
+                                      "--no-patches", "--smoothing", "0.5", "--output", "alpha", "--overlap"])
+    assert (args.depth, args.depth_every, args.patches, args.smoothing, args.mode, args.overlap) == \
+        (False, 3, False, 0.5, "alpha", True)
+
+
+def test_bench_prints_fps_and_writes_json(tmp_path, capsys):
+    src = write_clip(tmp_path / "in.mp4", n=4)
+    rc = main(["bench", "-i", str(src), "--frames", "6", "--warmup", "1", "--json", str(tmp_path / "b.json"),
+               "--compare", "patches", *FAST[:-1]])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert out.splitlines()[0].startswith("end-to-end: ") and " fps " in out.splitlines()[0]
+    doc = json.loads((tmp_path / "b.json").read_text())
+    assert [r["variant"] for r in doc["results"]] == ["default", "patches off"]
+    assert doc["results"][0]["frames"] == 6 and doc["size"] == [160, 96]
+
+
+def test_info_json(capsys):
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["bundle"]["artifacts"] and "onnxruntime" in info and isinstance(info["gpus"], list)
+
+
+def test_demo_writes_video_and_contact_sheet_here(tmp_path):
+    p = cli("demo", "--frames", "6", "--size", "128x96", *FAST, cwd=tmp_path)
+    out = p.stdout.decode()
+    assert p.returncode == 0, p.stderr.decode()
+    assert read_back(tmp_path / "wbg-edge-demo.mp4") == (6, (96, 128, 3))
+    assert cv2.imread(str(tmp_path / "wbg-edge-demo.png")) is not None
+    assert " fps" in out
+
+
+def test_runtime_needs_neither_pyav_nor_torch(tmp_path):
+    """The runtime's promise: numpy + OpenCV + onnxruntime suffice (PyAV blocked here), torch never loads."""
+    code = ("import sys; sys.modules['av'] = None\n"
+            "from wbg_edge.cli import main\n"
+            "rc = main(['demo', '--frames', '4', '--size', '128x96', '--model-res', '64',\n"
+            "           '--refine-res', '64', '-q'])\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n"
+            "sys.exit(rc)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=tmp_path, env=ENV, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()
+    assert read_back(tmp_path / "wbg-edge-demo.mp4") == (4, (96, 128, 3))
