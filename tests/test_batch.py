@@ -254,3 +254,33 @@ def test_killed_job_resumes_without_duplicates(tmp_path, pipeline_config):
     for c in clips:
         assert len(png_frames(out / c.stem)) == 24
     assert not (out / STATE_DIR / "tmp").exists()
+
+
+# ---------------------------------------------------------------- the command line
+
+def test_cli_batch_equals_cli_run(tmp_path, clips, capsys):
+    """`wbg-edge batch` and `wbg-edge run` with the same options write the same frames (PNG, lossless)."""
+    from wbg_edge.cli import main
+
+    out = tmp_path / "batch"
+    rc = main(["batch", str(clips["c1"]), str(clips["bad"]), str(clips["c2"]), "-o", str(out), "--workers", "2",
+               "--format", "png", "--mode", "composite", "--background", "blue"])
+    cap = capsys.readouterr()
+    assert rc == 1 and "bad.mp4" in cap.err and "Traceback" not in cap.err
+    assert "2 done, 0 skipped, 1 failed" in cap.out
+    for name in ("c1", "c2"):
+        ran = tmp_path / f"run-{name}"
+        assert main(["run", "-i", str(clips[name]), "-o", f"{ran}/", "--mode", "composite", "--background", "blue",
+                     "-q"]) == 0
+        got, want = png_frames(out / name), png_frames(ran)
+        assert len(got) == len(want) > 0
+        assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True)), f"{name}: batch != run"
+
+
+def test_cli_ray_missing_is_one_line(tmp_path, clips, capsys, monkeypatch):
+    from wbg_edge.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the [batch] extra were not installed
+    rc = main(["batch", str(clips["c1"]), "-o", str(tmp_path / "o"), "--ray", "auto"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1 and "wbg-edge[batch]" in err

@@ -26,6 +26,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import threading
 import time
 import uuid
@@ -52,7 +53,7 @@ class BatchError(ValueError):
 class BatchConfig:
     """How to run a batch job; the CLI fills it from `wbg-edge batch` flags (1:1)."""
     outdir: Path
-    workers: int = 1
+    workers: int | None = None        # None: one per GPU, else one per 2 cores (local); Ray: see batch_ray
     ray: str | None = None            # None: local pool; "auto": start a local Ray; else a cluster address
     resume: bool = False
     chunk_frames: int = 600           # videos longer than this are cut into chunks (0: never)
@@ -366,8 +367,19 @@ class UnitRunner:
 _POOL_RUNNER: UnitRunner | None = None
 
 
-def _pool_init(job: Job) -> None:
+def _cuda_devices() -> list:
+    from wbg_edge.gpu import cuda_devices
+
+    return cuda_devices()
+
+
+def _pool_init(job: Job, slot: Any, gpus: int) -> None:
     global _POOL_RUNNER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle (stop event), not ours
+    if gpus:  # one GPU per worker, before anything in this fresh (spawned) process touches CUDA
+        with slot.get_lock():
+            n, slot.value = slot.value, slot.value + 1
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(n % gpus)
     _POOL_RUNNER = UnitRunner(job)
 
 
@@ -377,15 +389,16 @@ def _pool_run(unit_json: str) -> dict:
 
 
 def run_local(job: Job, units: Sequence[Unit], workers: int, retries: int,
-              on_result: Callable[[dict], None], stop: threading.Event | None = None) -> None:
+              on_result: Callable[[dict], None], stop: threading.Event | None = None, gpus: int = 0) -> None:
     """N spawned processes, each with one Pipeline. A dead worker breaks the pool; the Units it left
     unfinished are run again on a new pool, up to `retries` more times, then reported as failed.
     When `stop` is set, Units not started yet are cancelled and the running ones finish."""
     pending = {u.to_json(): 0 for u in units}
     ctx = multiprocessing.get_context("spawn")  # no fork: ONNX Runtime / CUDA threads do not survive it
+    slot = ctx.Value("i", 0)
     while pending and not (stop and stop.is_set()):
         with cf.ProcessPoolExecutor(max_workers=max(1, min(workers, len(pending))), mp_context=ctx,
-                                    initializer=_pool_init, initargs=(job,)) as pool:
+                                    initializer=_pool_init, initargs=(job, slot, gpus)) as pool:
             futs = {pool.submit(_pool_run, u): u for u in pending}
             for fut in cf.as_completed(futs):
                 if stop is not None and stop.is_set():
@@ -549,14 +562,18 @@ def run_batch(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, job: Job,
     """Run the whole job; returns the report (also written as JSON). Failed inputs do not raise.
     Progress goes to `stream`. Setting `stop` ends the job early: Units not started are left (status
     "stopped"), finished outputs are kept and recorded, so `--resume` continues from there."""
-    if cfg.workers < 1:
+    if cfg.workers is not None and cfg.workers < 1:
         raise BatchError(f"--workers must be at least 1, got {cfg.workers}")
+    gpus = len(_cuda_devices())
+    workers = cfg.workers or (gpus or max(1, (os.cpu_count() or 1) // 2))
     if cfg.ray:
         try:
             from wbg_edge import batch_ray
             batch_ray.import_ray()
         except ImportError:
             raise BatchError(RAY_EXTRA_HINT) from None
+    if job.threads == 0 and cfg.ray in (None, "auto", "local"):  # split this machine's cores between workers
+        job = dataclasses.replace(job, threads=max(1, (os.cpu_count() or 1) // workers))
     outdir = Path(cfg.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(outdir / STATE_DIR / "tmp", ignore_errors=True)  # leftovers of a killed job
@@ -585,16 +602,18 @@ def run_batch(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, job: Job,
 
     if units:
         if cfg.ray:
-            batch_ray.run_ray(job, units, cfg.ray, cfg.workers, on_result, stop)
+            on_this_machine = cfg.ray in ("auto", "local")
+            batch_ray.run_ray(job, units, cfg.ray, workers if on_this_machine else cfg.workers, on_result, stop)
         else:
-            run_local(job, units, cfg.workers, cfg.retries, on_result, stop)
+            run_local(job, units, workers, cfg.retries, on_result, stop, gpus)
     for i in items:
         if i.status == "pending":
             i.status, i.error = "stopped", "stopped before it finished; rerun with --resume"
     prog.close()
     for leftover in ("tmp", "parts"):  # parts of failed chunks; staging of crashed attempts
         shutil.rmtree(outdir / STATE_DIR / leftover, ignore_errors=True)
-    report = BatchReport(items, time.perf_counter() - t0, "ray" if cfg.ray else "local", cfg.workers)
+    report = BatchReport(items, time.perf_counter() - t0, "ray" if cfg.ray else "local",
+                         workers if not cfg.ray or cfg.ray in ("auto", "local") else (cfg.workers or 0))
     report.summary_path = Path(cfg.summary) if cfg.summary else outdir / "batch-summary.json"
     _atomic_json(report.summary_path, report.to_dict())
     return report

@@ -9,8 +9,10 @@ The same code serves `--ray auto` (a local Ray started here, torn down at the en
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 
@@ -42,7 +44,7 @@ def import_ray():
     return ray
 
 
-def run_ray(job: Job, units: Sequence[Unit], address: str, workers: int,
+def run_ray(job: Job, units: Sequence[Unit], address: str, workers: int | None,
             on_result: Callable[[dict], None], stop: threading.Event | None = None) -> None:
     """Run the Units as a Ray Data job; `on_result` gets each Unit's result dict as it completes.
     Setting `stop` abandons the Units not yet returned (their actors are torn down with the job)."""
@@ -52,7 +54,7 @@ def run_ray(job: Job, units: Sequence[Unit], address: str, workers: int,
         quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
         try:
             if address in ("auto", "local"):
-                ray.init(num_cpus=workers, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **quiet)
+                ray.init(num_cpus=workers or os.cpu_count(), object_store_memory=LOCAL_OBJECT_STORE_BYTES, **quiet)
             else:
                 ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as e:
@@ -62,14 +64,18 @@ def run_ray(job: Job, units: Sequence[Unit], address: str, workers: int,
         logging.getLogger("ray.data").setLevel(logging.ERROR)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
+        # One actor per GPU when the cluster has GPUs; else one per CPU slot, its inference threads set by
+        # the caller (local: cores / workers) or 1 on a cluster. `workers` None: as many as the cluster holds.
         gpus = int(ray.cluster_resources().get("GPU", 0))
         if gpus:
-            size, res = min(workers, gpus, len(units)), {"num_gpus": 1}
+            size, res = min(workers or gpus, gpus), {"num_gpus": 1}
         else:
-            size, res = min(workers, len(units)), {"num_cpus": max(1, job.threads)}
+            if job.threads == 0:
+                job = dataclasses.replace(job, threads=1)
+            size, res = workers or int(ray.cluster_resources().get("CPU", 1)), {"num_cpus": 1}
         ds = ray.data.from_items([{"unit": u.to_json()} for u in units], override_num_blocks=len(units))
-        ds = ds.map_batches(RayUnitWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=max(1, size)),
-                            fn_constructor_kwargs={"job": job}, **res)
+        pool = ray.data.ActorPoolStrategy(size=max(1, min(size, len(units))))
+        ds = ds.map_batches(RayUnitWorker, batch_size=1, compute=pool, fn_constructor_kwargs={"job": job}, **res)
         for row in ds.iter_rows():
             on_result(json.loads(row["result"]))
             if stop is not None and stop.is_set():
