@@ -68,7 +68,6 @@ def _paths(path: Path, kind: str | None) -> tuple[Path, Path, str]:
 
 def load_checkpoint(path: str | Path, kind: str | None = None) -> Checkpoint:
     """Load `path` (a .safetensors file, its .json, or a folder plus `kind`) into an eval-mode model."""
-    from safetensors import SafetensorsError
     from safetensors.torch import load_file
 
     wpath, jpath, kind = _paths(Path(path), kind)
@@ -86,7 +85,7 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> Checkpoint:
                               f"expected {kind!r}; wrong checkpoint for this stage")
     try:
         state = load_file(str(wpath))
-    except (SafetensorsError, OSError, ValueError, RuntimeError) as e:
+    except Exception as e:  # safetensors raises its own SafetensorError (not a subclass of ValueError)
         raise CheckpointError(f"{wpath}: corrupt or unreadable safetensors file ({e})") from None
     model = build_model(config)
     try:

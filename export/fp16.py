@@ -55,8 +55,9 @@ def modelopt_available() -> bool:
 def _unshare_initializers(proto: onnx.ModelProto, nodes: set[str]) -> None:
     """Give nodes kept FP32 their own copy of initializers they share with FP16 nodes.
 
-    onnxslim merges equal constants (e.g. the 0 of every ReLU6 Clip and of the final clamp); a shared
-    initializer cannot be both FP16 and FP32, and the converter then writes a type-inconsistent graph.
+    Exporters and onnxslim merge equal constants (the 0 of every ReLU6 Clip and of the final clamp, the
+    zero biases of a Conv and a LayerNormalization); a shared initializer cannot be both FP16 and FP32,
+    and the converter then writes a type-inconsistent graph.
     """
     inits = {i.name: i for i in proto.graph.initializer}
     users: dict[str, int] = {}
@@ -80,9 +81,9 @@ def _convert_occ(proto: onnx.ModelProto, keep_nodes: tuple[str, ...]) -> onnx.Mo
 
     proto = onnx.ModelProto.FromString(proto.SerializeToString())
     del proto.graph.value_info[:]  # stale FP32 value_info confuses the converter's cast insertion
-    _unshare_initializers(proto, set(keep_nodes))
-    out = float16.convert_float_to_float16(proto, keep_io_types=True,
-                                           op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST) + list(FP32_OPS),
+    block_ops = list(float16.DEFAULT_OP_BLOCK_LIST) + list(FP32_OPS)
+    _unshare_initializers(proto, {n.name for n in proto.graph.node if n.op_type in block_ops} | set(keep_nodes))
+    out = float16.convert_float_to_float16(proto, keep_io_types=True, op_block_list=block_ops,
                                            node_block_list=list(keep_nodes))
     _restore_fp32_outputs(out)
     return out
