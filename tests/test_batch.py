@@ -160,6 +160,51 @@ def test_ray_chunks_stitched_in_order(tmp_path, clips, ray_cluster, pipeline_con
     assert not (out / STATE_DIR / "parts").exists()
 
 
+def _ray_actor_pids() -> list[int]:
+    """PIDs of the batch's Ray actors (Ray titles its worker processes after the actor class)."""
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if b"RayUnitWorker" in (p / "cmdline").read_bytes():
+                    pids.append(int(p.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray actor processes through /proc")
+def test_ray_actor_killed_is_retried(tmp_path, clips, ray_cluster, pipeline_config, reference):
+    """SIGKILL one Ray actor mid-job: Ray restarts it and retries its Unit; outputs whole, none doubled."""
+    out = tmp_path / "out"
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def killer():
+        while not stop.is_set() and not killed:
+            pids = _ray_actor_pids()
+            if pids:
+                time.sleep(0.5)
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+            time.sleep(0.05)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    try:
+        report = run_batch([clips["c1"], clips["c2"], clips["c3"]], BatchConfig(outdir=out, workers=2, ray="auto"),
+                           make_job(pipeline_config, out))
+    finally:
+        stop.set()
+        t.join()
+    assert killed
+    assert [i.status for i in report.items] == ["done"] * 3, [i.error for i in report.items]
+    for name in ("c1", "c2", "c3"):
+        got, want = png_frames(out / name), reference(clips[name])
+        assert len(got) == len(want) and all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+    assert only_outputs(out) == ["batch-summary.json", "c1", "c2", "c3"]
+
+
 # ---------------------------------------------------------------- local pool
 
 def test_local_pool_video_output_and_resume(tmp_path, clips, pipeline_config):
