@@ -312,8 +312,11 @@ class Pipeline:
         yield from self._stream_overlapped(frames)
 
     def reset(self) -> None:
-        """Forget temporal state (smoothing, reused depth), e.g. at a scene cut."""
+        """Forget temporal state (smoothing, reused depth), e.g. at a scene cut. Not while stream() runs."""
         self._prev_alpha = None
+        self._reset_depth()
+
+    def _reset_depth(self) -> None:
         self._depth_cache = self._depth_ref = None
         self._depth_age = 0
 
@@ -357,7 +360,7 @@ class Pipeline:
         if slot.geom != g or (copy and slot.frame_buf is None):
             self._alloc_slot(slot, g, copy)
         if self._depth_cache is not None and self._depth_cache_geom != g:
-            self.reset()
+            self._reset_depth()  # (the back half drops the previous alpha itself when the size changes)
         if copy:
             np.copyto(slot.frame_buf, bgr)
             bgr = slot.frame_buf
@@ -385,10 +388,6 @@ class Pipeline:
         if slot.depth_in is not None:
             hd, wd = g.depth
             cv2.resize(slot.small, (wd, hd), dst=slot.depth_small, interpolation=cv2.INTER_LINEAR)
-            _planes(slot.depth_small, slot.depth_in[0])
-            x = slot.depth_in
-        else:
-            x = slot.model_in[:, :3]  # same resolution: the matting input's RGB planes are the depth input
         reuse = False
         if self.config.depth_every > 1 and self._depth_cache is not None \
                 and self._depth_age < self.config.depth_every - 1:
@@ -399,6 +398,11 @@ class Pipeline:
             self._depth_age += 1
             d = self._depth_cache
         else:
+            if slot.depth_in is not None:
+                _planes(slot.depth_small, slot.depth_in[0])
+                x = slot.depth_in
+            else:
+                x = slot.model_in[:, :3]  # same resolution: the matting input's RGB planes are the depth input
             t1 = time.perf_counter()
             raw = self.depth_model(x)
             tm["depth"] = (time.perf_counter() - t1) * 1e3
