@@ -18,7 +18,13 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tenso
 
 def _providers(wanted: tuple[str, ...], available: list[str]) -> list[str]:
     if not wanted:
-        return [p for p in _PROVIDERS.values() if p in available]
+        gpu_eps = [p for p in _PROVIDERS.values() if p in available and p != _PROVIDERS["cpu"]]
+        if gpu_eps:
+            from ..gpu import has_cuda_device
+
+            if not has_cuda_device():  # onnxruntime-gpu on a machine without a GPU: CPU, no noisy EP failures
+                gpu_eps = []
+        return gpu_eps + [_PROVIDERS["cpu"]]
     unknown = [w for w in wanted if w not in _PROVIDERS]
     if unknown:
         raise ValueError(f"ONNX Runtime provider {unknown[0]!r} is not one of {list(_PROVIDERS)}")
@@ -43,12 +49,14 @@ class OrtBackend:
         if not options.spin:
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = _providers(options.providers, ort.get_available_providers())
+        # TensorRT EP: FP16 kernels (the ONNX keeps FP32 I/O); no engine cache, so nothing is written to disk.
+        providers = [(p, {"trt_fp16_enable": True}) if p == _PROVIDERS["tensorrt"] else p for p in providers]
         try:
             self._session = ort.InferenceSession(str(self.path), so, providers=providers)
         except Exception as e:  # ORT raises its own exception types; keep it to one line
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise RuntimeError(f"{self.path}: ONNX Runtime could not load the model ({msg})") from None
-        self.provider = self._session.get_providers()[0]
+        self.provider = self._session.get_providers()[0]  # the EP that actually loaded first
         self.name = "ort-" + next((k for k, v in _PROVIDERS.items() if v == self.provider), self.provider)
         self._on_cpu = self.provider == _PROVIDERS["cpu"]
         self._inputs = {i.name: TensorSpec(i.name, tuple(i.shape), np.dtype(_ORT_TYPES.get(i.type, np.float32)))
