@@ -28,8 +28,9 @@ import numpy as np
 import onnx
 
 from export.checkpoints import KINDS, CheckpointError, default_checkpoint_dir, has_checkpoints, load_checkpoint
-from export.fp16 import Fp16Tolerance, to_fp16
+from export.fp16 import Fp16Error, Fp16Tolerance, to_fp16
 from export.onnx import OnnxOptions, check_and_infer, export_onnx, generated_input, io_shapes
+from export.tensorrt_builder import EngineBuildError
 from export.validate import ValidationError, compare_engine, compare_onnx
 from wbg_edge.bundle import (
     CONTRACTS,
@@ -245,7 +246,13 @@ def build(cfg: BuildConfig, step: Callable[[str], None] = lambda _: None) -> Bui
         models = (models_from_checkpoints if kind == "checkpoints" else models_from_bundle)(cfg, source, step)
         artifacts, engine_rows = [], []
         for model in models:
-            artifacts += _build_model(cfg, model, trt, stage_dir, step, engine_rows)
+            try:
+                artifacts += _build_model(cfg, model, trt, stage_dir, step, engine_rows)
+            except (BuildError, ValidationError, BundleError, CheckpointError, EngineBuildError, Fp16Error):
+                raise  # already one line naming the model
+            except Exception as e:  # anything unforeseen still fails in one line naming the model
+                first = (str(e).strip().splitlines() or [""])[0]
+                raise BuildError(f"{model.name}: {type(e).__name__}: {first}") from e
         gpu = None
         if trt is not None:
             from export.device import cuda_device_name

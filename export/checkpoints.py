@@ -84,9 +84,16 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> Checkpoint:
         raise CheckpointError(f"{jpath}: holds a {config.kind!r} model (stage {meta.get('stage')!r}), "
                               f"expected {kind!r}; wrong checkpoint for this stage")
     try:
+        from safetensors import safe_open
+
+        with safe_open(str(wpath), "pt") as f:
+            file_kind = (f.metadata() or {}).get("kind")  # train.py also stamps the kind into the weights
         state = load_file(str(wpath))
     except Exception as e:  # safetensors raises its own SafetensorError (not a subclass of ValueError)
         raise CheckpointError(f"{wpath}: corrupt or unreadable safetensors file ({e})") from None
+    if file_kind is not None and file_kind != kind:
+        raise CheckpointError(f"{wpath}: weights of a {file_kind!r} model, expected {kind!r}; wrong checkpoint "
+                              f"for this stage")
     model = build_model(config)
     try:
         model.load_state_dict(state, strict=True)
@@ -116,7 +123,7 @@ def save_checkpoint(model: nn.Module, folder: str | Path, stage: str | None = No
     wpath = folder / f"{config.kind}.safetensors"
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     tmp = folder / f".{wpath.name}.tmp"
-    save_file(state, str(tmp))
+    save_file(state, str(tmp), metadata={"kind": config.kind, "stage": stage or config.kind})
     tmp.replace(wpath)
     meta = {"stage": stage or config.kind, "model": config.to_dict(), "train": train or {}}
     atomic_write_bytes(wpath.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())

@@ -111,3 +111,19 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
 def test_generated_inputs_are_in_contract_range():
     x = generated_input(5, 2, 32, 64, 0)
     assert x.dtype == np.float32 and x.shape == (2, 5, 32, 64) and 0 <= x.min() and x.max() <= 1
+
+
+def test_reads_checkpoints_written_by_training(tmp_path):
+    ckpt_mod = pytest.importorskip("training.checkpoint")
+    ckpt_mod.save(tmp_path, random_model("refiner"), stage="refiner", train={"step": 1})
+    c = load_checkpoint(tmp_path, "refiner")
+    assert c.stage == "refiner" and c.meta["train"]["step"] == 1
+
+
+def test_weights_stamped_with_another_kind_are_refused(tmp_path):
+    import safetensors.torch as st
+
+    w = save_checkpoint(random_model("matting"), tmp_path)
+    st.save_file(st.load_file(str(w)), str(w), metadata={"kind": "depth"})
+    with pytest.raises(CheckpointError, match=r"matting\.safetensors: weights of a 'depth' model"):
+        load_checkpoint(tmp_path, "matting")
