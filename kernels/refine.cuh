@@ -83,12 +83,12 @@ WBG_HD float bilerp(float a00, float a01, float a10, float a11, float wy, float 
 }
 
 WBG_HD uint8_t quantise(float a) {  // a in [0, 1]
-    return (uint8_t)fadd(fmul(a, 255.f), 0.5f);
+    return (uint8_t)(int32_t)fadd(fmul(a, 255.f), 0.5f);  // via int32: the conversion compilers vectorise
 }
 
 WBG_HD uint8_t composite(uint8_t fg, uint8_t bg, float a) {  // a in [0, 1], so the lerp stays in [bg, fg]
     float v = fadd(lerp((float)bg, (float)fg, a), 0.5f);
-    return (uint8_t)(v < 255.f ? v : 255.f);
+    return (uint8_t)(int32_t)(v < 255.f ? v : 255.f);
 }
 
 WBG_HD float nan_value() {

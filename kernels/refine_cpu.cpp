@@ -1,56 +1,252 @@
 // CPU implementation of the fused refine op (math in refine.cuh, ABI in wbg_refine.h).
 //
-// Rows are split into contiguous blocks over std::thread workers (created per call: no pool, no spinning threads
-// that would compete with ONNX Runtime's). Horizontal taps are precomputed once per call into tables, so the inner
-// loops are table lookups plus a few multiply-adds over contiguous output.
+// Rows are handed out in chunks to a small persistent std::thread pool (see Pool). Each output row is built in stages over contiguous buffers: a vertical
+// lerp of the two source rows it samples (unit stride, vectorised), then a horizontal lerp through precomputed tap
+// tables, then the per-pixel tail (smoothing, clamp, outputs) as unit-stride loops. The stage order is exactly the
+// operation order of refine.cuh's bilerp (vertical first), so the result is bit-equal to the per-pixel formula.
+// On x86-64 the row kernels are also compiled for AVX2 and picked at load time (target_clones); other CPUs
+// (aarch64 Jetson: NEON is baseline) use the default build.
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cmath>
+#include <cstring>
 #include <exception>
+#include <functional>
+#include <mutex>
 #include <new>
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #include "refine.cuh"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(WBG_NO_TARGET_CLONES)
+#define WBG_ROW __attribute__((target_clones("avx2", "default")))
+#else
+#define WBG_ROW
+#endif
+
+// Row kernels (outside the anonymous namespace: target_clones needs external linkage; visibility stays hidden).
+namespace wbg_rows {
+
+WBG_ROW void vlerp_u8(const uint8_t* r0, const uint8_t* r1, float w, float* out, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) out[i] = wbg::lerp((float)r0[i], (float)r1[i], w);
+}
+
+WBG_ROW void vlerp_f32(const float* r0, const float* r1, float w, float* out, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) out[i] = wbg::lerp(r0[i], r1[i], w);
+}
+
+// out[i] = lerp(v[i0[i]], v[i1[i]], w[i]) * scale  (scale 1 is exact)
+WBG_ROW void hlerp(const float* v, const int32_t* i0, const int32_t* i1, const float* w, float scale, float* out,
+                   int32_t n) {
+    for (int32_t i = 0; i < n; ++i) out[i] = wbg::fmul(wbg::lerp(v[i0[i]], v[i1[i]], w[i]), scale);
+}
+
+// The three channels of an interleaved BGR row at once (one pass over the tap tables): R, G, B planes out.
+WBG_ROW void hlerp_bgr(const float* v, const int32_t* i0, const int32_t* i1, const float* w, float scale, float* r,
+                       float* g, float* b, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) {
+        const int32_t j0 = i0[i], j1 = i1[i];
+        const float wi = w[i];
+        b[i] = wbg::fmul(wbg::lerp(v[j0], v[j1], wi), scale);
+        g[i] = wbg::fmul(wbg::lerp(v[j0 + 1], v[j1 + 1], wi), scale);
+        r[i] = wbg::fmul(wbg::lerp(v[j0 + 2], v[j1 + 2], wi), scale);
+    }
+}
+
+WBG_ROW void add_clamp(const float* p, const float* d, float* out, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) out[i] = wbg::clamp01(p[i] + d[i]);
+}
+
+// dst may be prev (the caller's out_alpha as last frame's alpha): each element is read before it is written
+WBG_ROW void smooth_clamp(const float* a, const float* prev, float s, float* dst, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) dst[i] = wbg::clamp01(wbg::lerp(a[i], prev[i], s));
+}
+
+WBG_ROW void clamp(const float* a, float* dst, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) dst[i] = wbg::clamp01(a[i]);
+}
+
+WBG_ROW void quantise(const float* a, uint8_t* o, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) o[i] = wbg::quantise(a[i]);
+}
+
+WBG_ROW void rgba(const uint8_t* fr, const float* a, uint8_t* o, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) {
+        o[4 * i] = fr[3 * i];
+        o[4 * i + 1] = fr[3 * i + 1];
+        o[4 * i + 2] = fr[3 * i + 2];
+        o[4 * i + 3] = wbg::quantise(a[i]);
+    }
+}
+
+WBG_ROW void spread3(const float* a, float* a3, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) a3[3 * i] = a3[3 * i + 1] = a3[3 * i + 2] = a[i];
+}
+
+// n bytes: o = composite(fg, bg, a3), all three interleaved with the same layout
+WBG_ROW void composite(const uint8_t* fg, const uint8_t* bg, const float* a3, uint8_t* o, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) o[i] = wbg::composite(fg[i], bg[i], a3[i]);
+}
+
+// n pixels over one BGR colour
+WBG_ROW void composite_colour(const uint8_t* fg, const uint8_t* bg, const float* a, uint8_t* o, int32_t n) {
+    const uint8_t b = bg[0], g = bg[1], r = bg[2];
+    for (int32_t i = 0; i < n; ++i) {
+        o[3 * i] = wbg::composite(fg[3 * i], b, a[i]);
+        o[3 * i + 1] = wbg::composite(fg[3 * i + 1], g, a[i]);
+        o[3 * i + 2] = wbg::composite(fg[3 * i + 2], r, a[i]);
+    }
+}
+
+}  // namespace wbg_rows
 
 namespace {
 
-using wbg::Tap;
+namespace rows = wbg_rows;
 
-std::vector<Tap> taps(int32_t n_in, int32_t n_out) {
-    std::vector<Tap> t((size_t)n_out);
+// Bilinear taps of one axis, as separate arrays so the row loops read them with unit stride.
+struct Taps {
+    std::vector<int32_t> i0, i1;
+    std::vector<float> w;
+};
+
+Taps taps(int32_t n_in, int32_t n_out, int32_t channels = 1) {
+    Taps t;
+    t.i0.resize((size_t)n_out);
+    t.i1.resize((size_t)n_out);
+    t.w.resize((size_t)n_out);
     const float scale = wbg::axis_scale(n_in, n_out);
-    for (int32_t i = 0; i < n_out; ++i) t[(size_t)i] = wbg::tap(i, n_in, scale);
+    for (int32_t i = 0; i < n_out; ++i) {
+        const wbg::Tap k = wbg::tap(i, n_in, scale);
+        t.i0[(size_t)i] = k.i0 * channels;  // element offsets in an interleaved row
+        t.i1[(size_t)i] = k.i1 * channels;
+        t.w[(size_t)i] = k.w;
+    }
     return t;
 }
 
-// Runs fn(begin, end) over [0, n) in up to n_threads contiguous blocks; small jobs stay on the calling thread.
-// Returns WBG_OK, or WBG_ERR_ALLOC when a block ran out of memory (no exception escapes a worker).
+// n floats of `src` into element `at` of a float32 or float16 tensor.
+inline void put(void* out, int32_t dtype, int64_t at, const float* src, int32_t n) {
+    if (dtype == WBG_F32) {
+        std::memcpy((float*)out + at, src, sizeof(float) * (size_t)n);
+    } else {
+        uint16_t* o = (uint16_t*)out + at;
+        for (int32_t i = 0; i < n; ++i) o[i] = wbg::float_to_half(src[i]);
+    }
+}
+
+// n floats from element `at` of a float32 or float16 tensor.
+inline void get(const void* in, int32_t dtype, int64_t at, float* dst, int32_t n) {
+    if (dtype == WBG_F32) {
+        std::memcpy(dst, (const float*)in + at, sizeof(float) * (size_t)n);
+    } else {
+        const uint16_t* p = (const uint16_t*)in + at;
+        for (int32_t i = 0; i < n; ++i) dst[i] = wbg::half_to_float(p[i]);
+    }
+}
+
+// A small persistent worker pool: threads block on a condition variable between calls (no spinning that would
+// compete with ONNX Runtime's threads) and are created once, not per call.
+//
+// A call hands out rows in chunks from a shared counter, and the calling thread works too. Only helpers that have
+// actually joined the call are waited for: on a loaded 2-core board a helper the OS has not scheduled yet simply
+// misses the call instead of holding it up for a whole time slice. A second concurrent call (pack and finish run
+// on different pipeline threads) does not wait for the pool: it runs on its own thread.
+// The pool is allocated once and never destroyed (its threads may outlive static destructors at exit), and is
+// re-created in a forked child, which inherits the object but not the threads.
+class Pool {
+  public:
+    static Pool& get() {
+        static std::mutex create;
+        static Pool* pool = nullptr;
+        std::lock_guard<std::mutex> lock(create);
+        if (!pool || pool->pid_ != getpid()) pool = new Pool();  // the parent's pool is leaked in a fork child
+        return *pool;
+    }
+
+    // Runs body() on the calling thread and on up to `helpers` pool threads; body must pull its own work.
+    void run(int helpers, const std::function<void()>& body) {
+        std::unique_lock<std::mutex> busy(run_, std::try_to_lock);
+        if (!busy.owns_lock() || helpers < 1) {
+            body();
+            return;
+        }
+        {
+            std::lock_guard<std::mutex> lock(m_);
+            while ((int)n_threads_ < helpers) {
+                try {
+                    std::thread(&Pool::loop, this).detach();
+                    ++n_threads_;
+                } catch (...) {  // no more threads: fewer helpers
+                    break;
+                }
+            }
+            job_ = &body;
+            slots_ = helpers;
+            ++generation_;
+        }
+        work_.notify_all();
+        body();
+        std::unique_lock<std::mutex> lock(m_);
+        slots_ = 0;  // late helpers skip this call
+        done_.wait(lock, [&] { return active_ == 0; });
+        job_ = nullptr;
+    }
+
+  private:
+    Pool() : pid_(getpid()) {}
+
+    void loop() {
+        uint64_t seen = 0;
+        std::unique_lock<std::mutex> lock(m_);
+        for (;;) {
+            work_.wait(lock, [&] { return generation_ != seen; });
+            seen = generation_;
+            if (slots_ < 1 || !job_) continue;
+            --slots_;
+            ++active_;
+            const std::function<void()>* job = job_;
+            lock.unlock();
+            (*job)();
+            lock.lock();
+            if (--active_ == 0) done_.notify_all();
+        }
+    }
+
+    const pid_t pid_;
+    std::mutex run_, m_;
+    std::condition_variable work_, done_;
+    const std::function<void()>* job_ = nullptr;
+    uint64_t generation_ = 0;
+    int slots_ = 0, active_ = 0;
+    size_t n_threads_ = 0;
+};
+
+// Runs fn(begin, end) over [0, n) in chunks on up to n_threads threads (the caller's included); small jobs stay on
+// the calling thread. Returns WBG_OK, or WBG_ERR_ALLOC when a chunk ran out of memory (no exception escapes).
 template <class Fn>
 int parallel_rows(int64_t n, int64_t work_per_row, int n_threads, Fn fn) {
-    const int64_t min_work = 1 << 15;  // below ~32k pixels per thread, a thread start costs more than it saves
+    const int64_t min_work = 1 << 15;  // below ~32k pixels per thread, handing work out costs more than it saves
     int64_t t = std::min<int64_t>(n_threads < 1 ? 1 : n_threads, n);
     t = std::min<int64_t>(t, std::max<int64_t>(1, n * work_per_row / min_work));
+    const int64_t chunk = t <= 1 ? n : std::max<int64_t>(1, n / (t * 8));
+    std::atomic<int64_t> next{0};
     std::atomic<int> status{WBG_OK};
-    auto guarded = [&](int64_t b, int64_t e) {
+    const std::function<void()> body = [&]() {
         try {
-            fn(b, e);
+            for (int64_t b; (b = next.fetch_add(chunk)) < n;) fn(b, std::min(n, b + chunk));
         } catch (...) {
             status = WBG_ERR_ALLOC;
         }
     };
-    std::vector<std::thread> workers;
-    if (t > 1) workers.reserve((size_t)t - 1);
-    for (int64_t k = 1; k < t; ++k) {
-        const int64_t b = n * k / t, e = n * (k + 1) / t;
-        try {
-            workers.emplace_back(guarded, b, e);
-        } catch (...) {  // cannot start a thread: do the block here
-            guarded(b, e);
-        }
-    }
-    guarded(0, n / t);
-    for (auto& w : workers) w.join();
+    if (t <= 1)
+        body();
+    else
+        Pool::get().run((int)t - 1, body);
     return status;
 }
 
@@ -58,64 +254,55 @@ int pack(const wbg_pack_args& a, int n_threads) {
     const bool full = a.n_patches == 0;
     const int32_t n = full ? 1 : a.n_patches;
     const int32_t ph = full ? a.refine_h : a.patch_size, pw = full ? a.refine_w : a.patch_size;
-    // Taps over the whole virtual grid; patches index into them.
-    const std::vector<Tap> fy = taps(a.height, a.refine_h), fx = taps(a.width, a.refine_w);
-    const std::vector<Tap> ay = taps(a.alpha_h, a.refine_h), ax = taps(a.alpha_w, a.refine_w);
-    std::vector<Tap> dy, dx;
+    // Taps over the whole virtual grid; patches index into them. Frame taps are byte offsets in a BGR row.
+    const Taps fy = taps(a.height, a.refine_h), fx = taps(a.width, a.refine_w, 3);
+    const Taps ay = taps(a.alpha_h, a.refine_h), ax = taps(a.alpha_w, a.refine_w);
+    Taps dy, dx;
     if (a.depth) {
         dy = taps(a.depth_h, a.refine_h);
         dx = taps(a.depth_w, a.refine_w);
     }
     const int64_t plane = (int64_t)ph * pw;
-    return parallel_rows((int64_t)n * ph, pw * 8, n_threads, [&](int64_t begin, int64_t end) {
-        for (int64_t r = begin; r < end; ++r) {
-            const int32_t k = (int32_t)(r / ph), row = (int32_t)(r % ph);
-            const int32_t y = (full ? 0 : a.patches[2 * k]) + row, x_org = full ? 0 : a.patches[2 * k + 1];
-            const int64_t o = (int64_t)k * 5 * plane + (int64_t)row * pw;  // offset of this row in plane 0
-            const Tap ty = fy[(size_t)y];
-            const uint8_t* f0 = a.frame + (int64_t)ty.i0 * a.width * 3;
-            const uint8_t* f1 = a.frame + (int64_t)ty.i1 * a.width * 3;
-            for (int32_t c = 0; c < pw; ++c) {
-                const Tap tx = fx[(size_t)(x_org + c)];
-                const int32_t x0 = tx.i0 * 3, x1 = tx.i1 * 3;
-                // BGR in, RGB planes out
-                wbg::store(a.out, a.out_dtype, o + c, wbg::sample_u8(f0 + 2, f1 + 2, x0, x1, ty.w, tx.w));
-                wbg::store(a.out, a.out_dtype, o + plane + c, wbg::sample_u8(f0 + 1, f1 + 1, x0, x1, ty.w, tx.w));
-                wbg::store(a.out, a.out_dtype, o + 2 * plane + c, wbg::sample_u8(f0, f1, x0, x1, ty.w, tx.w));
+    return parallel_rows((int64_t)n * ph, (int64_t)pw * 8, n_threads, [&](int64_t begin, int64_t end) {
+        const int32_t width = a.width, dw = a.depth_w, aw = a.alpha_w, pwl = pw;
+        const bool direct = a.out_dtype == WBG_F32;  // float32 out: write the planes in place, no staging
+        std::vector<float> buf(direct ? 0 : (size_t)pwl * 5), vf((size_t)width * 3), vd(a.depth ? (size_t)dw : 0),
+            va((size_t)aw);
+        float* planes[5];
+        for (int64_t row_id = begin; row_id < end; ++row_id) {
+            const int32_t k = (int32_t)(row_id / ph), row = (int32_t)(row_id % ph);
+            const int32_t y = (full ? 0 : a.patches[2 * k]) + row, xo = full ? 0 : a.patches[2 * k + 1];
+            const int64_t o = (int64_t)k * 5 * plane + (int64_t)row * pwl;  // this row in plane 0 of patch k
+            for (int32_t p = 0; p < 5; ++p)
+                planes[p] = direct ? (float*)a.out + o + p * plane : buf.data() + (size_t)p * pwl;
+            {   // frame: vertical lerp over the columns this row's taps span, then R, G, B from B, G, R
+                const int32_t lo = fx.i0[(size_t)xo], hi = fx.i1[(size_t)(xo + pwl - 1)] + 3;
+                rows::vlerp_u8(a.frame + (int64_t)fy.i0[(size_t)y] * width * 3 + lo,
+                               a.frame + (int64_t)fy.i1[(size_t)y] * width * 3 + lo, fy.w[(size_t)y],
+                               vf.data() + lo, hi - lo);
+                rows::hlerp_bgr(vf.data(), fx.i0.data() + xo, fx.i1.data() + xo, fx.w.data() + xo, 1.f / 255.f,
+                                planes[0], planes[1], planes[2], pwl);
             }
             if (a.depth) {
-                const Tap t = dy[(size_t)y];
-                const float* d0 = a.depth + (int64_t)t.i0 * a.depth_w;
-                const float* d1 = a.depth + (int64_t)t.i1 * a.depth_w;
-                for (int32_t c = 0; c < pw; ++c) {
-                    const Tap tx = dx[(size_t)(x_org + c)];
-                    wbg::store(a.out, a.out_dtype, o + 3 * plane + c, wbg::sample_f32(d0, d1, tx.i0, tx.i1, t.w, tx.w));
-                }
+                const int32_t lo = dx.i0[(size_t)xo], hi = dx.i1[(size_t)(xo + pwl - 1)] + 1;
+                rows::vlerp_f32(a.depth + (int64_t)dy.i0[(size_t)y] * dw + lo,
+                                a.depth + (int64_t)dy.i1[(size_t)y] * dw + lo, dy.w[(size_t)y], vd.data() + lo,
+                                hi - lo);
+                rows::hlerp(vd.data(), dx.i0.data() + xo, dx.i1.data() + xo, dx.w.data() + xo, 1.f, planes[3], pwl);
             } else {
-                for (int32_t c = 0; c < pw; ++c) wbg::store(a.out, a.out_dtype, o + 3 * plane + c, 0.f);
+                std::fill(planes[3], planes[3] + pwl, 0.f);
             }
-            const Tap t = ay[(size_t)y];
-            const float* a0 = a.alpha + (int64_t)t.i0 * a.alpha_w;
-            const float* a1 = a.alpha + (int64_t)t.i1 * a.alpha_w;
-            for (int32_t c = 0; c < pw; ++c) {
-                const Tap tx = ax[(size_t)(x_org + c)];
-                wbg::store(a.out, a.out_dtype, o + 4 * plane + c, wbg::sample_f32(a0, a1, tx.i0, tx.i1, t.w, tx.w));
+            {
+                const int32_t lo = ax.i0[(size_t)xo], hi = ax.i1[(size_t)(xo + pwl - 1)] + 1;
+                rows::vlerp_f32(a.alpha + (int64_t)ay.i0[(size_t)y] * aw + lo,
+                                a.alpha + (int64_t)ay.i1[(size_t)y] * aw + lo, ay.w[(size_t)y], va.data() + lo,
+                                hi - lo);
+                rows::hlerp(va.data(), ax.i0.data() + xo, ax.i1.data() + xo, ax.w.data() + xo, 1.f, planes[4], pwl);
             }
+            if (!direct)
+                for (int32_t p = 0; p < 5; ++p) put(a.out, a.out_dtype, o + p * plane, planes[p], pwl);
         }
     });
-}
-
-// clamp(alpha_coarse + delta, 0, 1) of `count` consecutive cells starting at element `i` of a patch plane.
-inline void refined_cells(const wbg_finish_args& f, int64_t i_packed, int64_t i_delta, int32_t count, float* dst) {
-    if (f.packed_dtype == WBG_F32 && f.delta_dtype == WBG_F32) {  // the common case, kept branch-free
-        const float* p = (const float*)f.packed + i_packed;
-        const float* d = (const float*)f.delta + i_delta;
-        for (int32_t c = 0; c < count; ++c) dst[c] = wbg::clamp01(p[c] + d[c]);
-        return;
-    }
-    for (int32_t c = 0; c < count; ++c)
-        dst[c] = wbg::clamp01(wbg::load(f.packed, f.packed_dtype, i_packed + c) +
-                              wbg::load(f.delta, f.delta_dtype, i_delta + c));
 }
 
 int finish(const wbg_finish_args& f, int n_threads) {
@@ -125,56 +312,88 @@ int finish(const wbg_finish_args& f, int n_threads) {
     std::vector<float> grid;
     if (!full) {
         const int32_t p = f.patch_size;
+        std::vector<float> tmp((size_t)p);
         grid.assign((size_t)hr * wr, wbg::nan_value());
         for (int32_t k = 0; k < f.n_patches; ++k) {
             const int32_t y = f.patches[2 * k], x = f.patches[2 * k + 1];
-            for (int32_t r = 0; r < p; ++r)
-                refined_cells(f, ((int64_t)k * 5 + 4) * p * p + (int64_t)r * p, (int64_t)k * p * p + (int64_t)r * p,
-                              p, grid.data() + (int64_t)(y + r) * wr + x);
+            for (int32_t r = 0; r < p; ++r) {
+                float* dst = grid.data() + (int64_t)(y + r) * wr + x;
+                get(f.packed, f.packed_dtype, ((int64_t)k * 5 + 4) * p * p + (int64_t)r * p, dst, p);
+                get(f.delta, f.delta_dtype, (int64_t)k * p * p + (int64_t)r * p, tmp.data(), p);
+                rows::add_clamp(dst, tmp.data(), dst, p);
+            }
         }
     }
-    const std::vector<Tap> ty = taps(hr, f.height), tx = taps(wr, f.width);
-    std::vector<Tap> cy, cx;
+    const Taps ty = taps(hr, f.height), tx = taps(wr, f.width);
+    Taps cy, cx;
     if (!full) {
         cy = taps(f.alpha_h, f.height);
         cx = taps(f.alpha_w, f.width);
     }
-    return parallel_rows(f.height, f.width * 2, n_threads, [&](int64_t begin, int64_t end) {
-        // Per thread: the two refine rows this output row samples, and their vertical lerp.
-        std::vector<float> r0((size_t)wr), r1((size_t)wr), v((size_t)wr);
+    return parallel_rows(f.height, (int64_t)f.width * 2, n_threads, [&](int64_t begin, int64_t end) {
+        const int32_t w = f.width;
+        // Per thread: the two refine rows this output row samples, their vertical lerp, the output alpha row.
+        std::vector<float> r0((size_t)wr), r1((size_t)wr), tmp((size_t)wr), v((size_t)wr), arow((size_t)w),
+            a3(f.mode == WBG_MODE_COMPOSITE ? (size_t)w * 3 : 0);
         int32_t have0 = -1, have1 = -1;
         auto fetch = [&](int32_t y, std::vector<float>& dst, int32_t& have) {
             if (have == y) return;
-            if (full)
-                refined_cells(f, (int64_t)4 * hr * wr + (int64_t)y * wr, (int64_t)y * wr, wr, dst.data());
-            else
-                std::copy(grid.begin() + (int64_t)y * wr, grid.begin() + (int64_t)(y + 1) * wr, dst.begin());
+            if (full && f.packed_dtype == WBG_F32 && f.delta_dtype == WBG_F32) {
+                rows::add_clamp((const float*)f.packed + (int64_t)4 * hr * wr + (int64_t)y * wr,
+                                (const float*)f.delta + (int64_t)y * wr, dst.data(), wr);
+            } else if (full) {
+                get(f.packed, f.packed_dtype, (int64_t)4 * hr * wr + (int64_t)y * wr, dst.data(), wr);
+                get(f.delta, f.delta_dtype, (int64_t)y * wr, tmp.data(), wr);
+                rows::add_clamp(dst.data(), tmp.data(), dst.data(), wr);
+            } else {
+                std::memcpy(dst.data(), grid.data() + (int64_t)y * wr, sizeof(float) * (size_t)wr);
+            }
             have = y;
         };
+        float* a = arow.data();
         for (int64_t y = begin; y < end; ++y) {
-            const Tap t = ty[(size_t)y];
-            // reuse rows already fetched for the previous output row (upsampling revisits them)
-            if (have1 == t.i0 && have0 != t.i0) {
+            const int32_t y0 = ty.i0[(size_t)y], y1 = ty.i1[(size_t)y];
+            if (have1 == y0 && have0 != y0) {  // reuse the row the previous output row fetched
                 std::swap(r0, r1);
                 std::swap(have0, have1);
             }
-            fetch(t.i0, r0, have0);
-            fetch(t.i1, r1, have1);
-            const float* p0 = r0.data();
-            const float* p1 = r1.data();
-            float* pv = v.data();
-            for (int32_t x = 0; x < wr; ++x) pv[x] = wbg::lerp(p0[x], p1[x], t.w);
-            const int64_t row = y * f.width;
-            const Tap* ptx = tx.data();
-            for (int32_t x = 0; x < f.width; ++x) {
-                float a = wbg::lerp(pv[ptx[x].i0], pv[ptx[x].i1], ptx[x].w);
-                if (!full && std::isnan(a)) {
-                    const Tap c = cy[(size_t)y], d = cx[(size_t)x];
-                    const float* q0 = f.alpha + (int64_t)c.i0 * f.alpha_w;
-                    const float* q1 = f.alpha + (int64_t)c.i1 * f.alpha_w;
-                    a = wbg::sample_f32(q0, q1, d.i0, d.i1, c.w, d.w);
-                }
-                wbg::finish_pixel(a, f, row + x);
+            fetch(y0, r0, have0);
+            fetch(y1, r1, have1);
+            rows::vlerp_f32(r0.data(), r1.data(), ty.w[(size_t)y], v.data(), wr);
+            rows::hlerp(v.data(), tx.i0.data(), tx.i1.data(), tx.w.data(), 1.f, a, w);
+            if (!full) {  // the patch rule: a NaN tap means "not refined here", take the coarse alpha
+                const float* q0 = f.alpha + (int64_t)cy.i0[(size_t)y] * f.alpha_w;
+                const float* q1 = f.alpha + (int64_t)cy.i1[(size_t)y] * f.alpha_w;
+                const float cwy = cy.w[(size_t)y];
+                for (int32_t x = 0; x < w; ++x)
+                    if (std::isnan(a[x]))
+                        a[x] = wbg::sample_f32(q0, q1, cx.i0[(size_t)x], cx.i1[(size_t)x], cwy, cx.w[(size_t)x]);
+            }
+            const int64_t pix = y * w;
+            // the final alpha goes straight into out_alpha when there is one (prev_alpha may alias it)
+            float* fin = f.out_alpha ? f.out_alpha + pix : a;
+            if (f.prev_alpha)
+                rows::smooth_clamp(a, f.prev_alpha + pix, f.smoothing, fin, w);
+            else
+                rows::clamp(a, fin, w);
+            const uint8_t* fr = f.frame + pix * 3;
+            switch (f.mode) {
+                case WBG_MODE_ALPHA:
+                    rows::quantise(fin, f.out + pix, w);
+                    break;
+                case WBG_MODE_RGBA:
+                    rows::rgba(fr, fin, f.out + pix * 4, w);
+                    break;
+                case WBG_MODE_COMPOSITE:
+                    if (f.background_is_colour) {
+                        rows::composite_colour(fr, f.background, fin, f.out + pix * 3, w);
+                    } else {  // alpha spread over the three channels: the blend is one unit-stride byte loop
+                        rows::spread3(fin, a3.data(), w);
+                        rows::composite(fr, f.background + pix * 3, a3.data(), f.out + pix * 3, 3 * w);
+                    }
+                    break;
+                default:
+                    break;
             }
         }
     });

@@ -4,7 +4,8 @@ Used as the fallback when the native library is missing and as the twin the nati
 Every step uses the same float32 operations, in the same order, as `refine.cuh`:
 
 - bilinear sampling with `align_corners=False` pixel centres (cv2 INTER_LINEAR / torch interpolate):
-  ``s = max(fma(in / out, i + 0.5, -0.5), 0)`` in float32 (one rounding, as torch), ``i0 = floor(s)``, ``i1 = min(i0 + 1, in - 1)``, ``w = s - i0``;
+  ``s = max(fma(in / out, i + 0.5, -0.5), 0)`` in float32 (one rounding, as torch), ``i0 = floor(s)``,
+  ``i1 = min(i0 + 1, in - 1)``, ``w = s - i0``;
   the value is ``lerp(lerp(a00, a10, wy), lerp(a01, a11, wy), wx)`` with ``lerp(a, b, w) = a + w * (b - a)``
   (vertical first, then horizontal);
 - u8 quantisation ``floor(v * 255 + 0.5)`` of a value clamped to [0, 1]; composite ``floor(b + a * (f - b) + 0.5)``.
