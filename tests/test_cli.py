@@ -200,3 +200,16 @@ def test_runtime_needs_neither_pyav_nor_torch(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=tmp_path, env=ENV, timeout=120)
     assert p.returncode == 0, p.stderr.decode()
     assert read_back(tmp_path / "wbg-edge-demo.mp4") == (4, (96, 128, 3))
+
+
+def test_image_folder_with_mixed_sizes_and_channels(tmp_path, capsys):
+    """Grey, BGRA and differently sized frames mid-stream: every frame is written at the first size."""
+    d = tmp_path / "frames"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    cv2.imwrite(str(d / "0.png"), rng.integers(0, 255, (96, 160, 3), dtype=np.uint8))
+    cv2.imwrite(str(d / "1.png"), rng.integers(0, 255, (96, 160), dtype=np.uint8))
+    cv2.imwrite(str(d / "2.png"), rng.integers(0, 255, (120, 200, 4), dtype=np.uint8))
+    assert main(["run", "-i", str(d), "-o", str(tmp_path / "o.mp4"), *FAST]) == 0
+    assert read_back(tmp_path / "o.mp4") == (3, (96, 160, 3))
+    assert "resized" in capsys.readouterr().err

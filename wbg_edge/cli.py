@@ -262,6 +262,8 @@ def cmd_bench(args) -> int:
     from .sources import from_frames
     from .stream import bench_stream
 
+    budget = None if args.frames is not None else args.max_seconds or None
+    args.frames = args.frames or 100
     frames = _load_frames(args.input, min(args.frames, args.keep))
     h, w = frames[0].shape[:2]
     base = make_config(args)
@@ -274,7 +276,7 @@ def cmd_bench(args) -> int:
         try:
             src = from_frames(frames, count=args.warmup + args.frames)
             with src:
-                r = bench_stream(src, pipe, args.frames, args.warmup, mode=cfg_output(cfg))
+                r = bench_stream(src, pipe, args.frames, args.warmup, mode=cfg_output(cfg), max_seconds=budget)
         finally:
             pipe.close()
         r.update(variant=name, config=_config_dict(cfg), backend=_backend_name(pipe))
@@ -291,6 +293,10 @@ def cmd_bench(args) -> int:
     growth = 100.0 * (r0["rss_end_mb"] / r0["rss_after_warmup_mb"] - 1) if r0["rss_after_warmup_mb"] else 0.0
     print(f"memory: RSS {r0['rss_after_warmup_mb']:.0f} MB after warm-up, {r0['rss_end_mb']:.0f} MB at the end "
           f"({growth:+.1f}%), peak {r0['peak_rss_mb']:.0f} MB")
+    if r0["frames"] >= 200:
+        drift = 100.0 * (r0["last_quarter_ms"] / r0["first_quarter_ms"] - 1)
+        print(f"over time: first quarter {r0['first_quarter_ms']:.1f} ms/frame, last quarter "
+              f"{r0['last_quarter_ms']:.1f} ms/frame ({drift:+.1f}%)")
     if len(results) > 1:
         print(f"{'variant':<26}{'ms/frame':>10}{'fps':>8}{'model ms':>10}{'overhead':>10}")
         for r in results:
@@ -503,7 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="per-stage latency, end-to-end fps, overhead and memory")
     b.add_argument("-i", "--input", default="synthetic://?size=1280x720&frames=50", metavar="SOURCE",
                    help="frames to use (decoded into memory first; default: the built-in 720p clip)")
-    b.add_argument("--frames", type=_int_range(1, 10**7), default=100, help="timed frames (default 100)")
+    b.add_argument("--frames", type=_int_range(1, 10**7), default=None,
+                   help="timed frames, exactly (default: 100, or fewer when --max-seconds is reached)")
+    b.add_argument("--max-seconds", type=_float_range(0, 1e6), default=20.0,
+                   help="without --frames, stop timing after this long per variant (default 20; 0: no limit)")
     b.add_argument("--warmup", type=_int_range(0, 10**4), default=5, help="untimed frames first (default 5)")
     b.add_argument("--keep", type=_int_range(1, 1000), default=60,
                    help="distinct frames held in memory and cycled (default 60)")

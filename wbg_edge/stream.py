@@ -142,8 +142,10 @@ def peak_rss_mb() -> float:
 MODEL_STAGES = ("depth", "coarse", "refiner")  # Matte.timings keys that are model runs; the rest is our work
 
 
-def bench_stream(source, pipeline, frames: int, warmup: int = 5, mode: str = "composite") -> dict:
-    """Run `frames` frames (after `warmup` untimed ones) through `run_stream` into a null sink.
+def bench_stream(source, pipeline, frames: int, warmup: int = 5, mode: str = "composite",
+                 max_seconds: float | None = None) -> dict:
+    """Run `frames` frames (after `warmup` untimed ones) through `run_stream` into a null sink,
+    or fewer (at least 5) when `max_seconds` of timed frames have passed.
 
     Returns a dict: per-stage median ms, end-to-end ms per frame and fps (wall time over the timed
     frames, so everything the loop does counts), the sum of model medians, pipeline overhead
@@ -157,6 +159,7 @@ def bench_stream(source, pipeline, frames: int, warmup: int = 5, mode: str = "co
     rss_warm = None
     t_prev = None
     lat: list[float] = []
+    t_start = None
     for tick in run_stream(source, pipeline, sink, mode=mode, max_frames=warmup + frames):
         now = time.perf_counter()
         if tick.index < warmup:
@@ -164,11 +167,14 @@ def bench_stream(source, pipeline, frames: int, warmup: int = 5, mode: str = "co
             continue
         if rss_warm is None:
             rss_warm = rss_mb()
+            t_start = t_prev if t_prev is not None else now
         times.append(now - t_prev)
         t_prev = now
         lat.append(tick.latency_ms)
         for k, v in (getattr(tick.matte, "timings", None) or {}).items():
             stage_ms.setdefault(k, []).append(float(v))
+        if max_seconds and len(times) >= 5 and now - t_start > max_seconds:
+            break
     n = len(times)
     if n == 0:
         raise ValueError("bench: the source gave no frames after warm-up")
@@ -182,5 +188,8 @@ def bench_stream(source, pipeline, frames: int, warmup: int = 5, mode: str = "co
         "stages_ms": stages, "model_ms": model,
         "overhead_ms": e2e - model, "overhead_pct": 100.0 * (e2e - model) / e2e if e2e > 0 else 0.0,
         "latency_median_ms": float(np.median(lat)),
+        # slowdown over time (soak): median frame time of the first and the last quarter
+        "first_quarter_ms": 1000.0 * float(np.median(times[: max(n // 4, 1)])),
+        "last_quarter_ms": 1000.0 * float(np.median(times[-max(n // 4, 1):])),
         "rss_after_warmup_mb": rss_warm or 0.0, "rss_end_mb": rss_mb(), "peak_rss_mb": peak_rss_mb(),
     }
