@@ -181,6 +181,7 @@ def bench_stream(source, pipeline, frames: int, warmup: int = 5, mode: str = "co
     e2e = 1000.0 * float(np.sum(times)) / n
     stages = {k: float(np.median(v)) for k, v in stage_ms.items()}
     model = sum(v for k, v in stages.items() if k in MODEL_STAGES)
+    rss_end = rss_mb()
     return {
         "frames": n, "warmup": warmup,
         "end_to_end_ms": e2e, "fps": 1000.0 / e2e if e2e > 0 else 0.0,
@@ -191,5 +192,6 @@ def bench_stream(source, pipeline, frames: int, warmup: int = 5, mode: str = "co
         # slowdown over time (soak): median frame time of the first and the last quarter
         "first_quarter_ms": 1000.0 * float(np.median(times[: max(n // 4, 1)])),
         "last_quarter_ms": 1000.0 * float(np.median(times[-max(n // 4, 1):])),
-        "rss_after_warmup_mb": rss_warm or 0.0, "rss_end_mb": rss_mb(), "peak_rss_mb": peak_rss_mb(),
+        "rss_after_warmup_mb": rss_warm or 0.0, "rss_end_mb": rss_end,
+        "peak_rss_mb": max(peak_rss_mb(), rss_end, rss_warm or 0.0),  # ru_maxrss can lag the current RSS
     }
