@@ -359,6 +359,8 @@ def _engine(cfg: BuildConfig, model: Model, trt, stage_dir: Path, fp32_bytes: by
               "workspace_mb": cfg.workspace_mb}
     if cfg.compute_capabilities:
         engine["compute_capabilities"] = list(cfg.compute_capabilities)
+    elif built.flavour == "trt-rtx":  # TensorRT-RTX docs: default AOT engines run on SM 8.0+ (not Turing)
+        engine["compute_capabilities"] = "default (portable Ampere and later; SM75 only when asked for)"
     engine_rows.append((model.name, file, built.seconds, built.path))
     return _artifact(model, file, "engine", precision, path, validation, engine)
 

@@ -55,7 +55,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", type=int, default=1024, metavar="MB", help="builder workspace limit")
     p.add_argument("--opt-level", type=int, default=3, choices=range(0, 6), help="builder optimization level")
     p.add_argument("--compute-capability", action="append", default=[], metavar="SMxx",
-                   help="TensorRT-RTX ahead-of-time target (e.g. SM86); repeatable")
+                   help="TensorRT-RTX ahead-of-time target (SM75 for Turing, SM86, SM89, SM120...); repeatable; "
+                        "default: portable across Ampere and later")
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
                    help="torch.onnx exporter (torchscript: fast, named dynamic dims; see export/onnx.py)")
     p.add_argument("--opset", type=int, default=18)
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                       compute_capabilities=tuple(args.compute_capability), opset=args.opset, exporter=args.exporter,
                       name=args.name)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    bar = tqdm(total=plan_steps(cfg), disable=args.quiet, unit="step", file=sys.stderr, leave=False)
+    bar = tqdm(total=plan_steps(cfg), disable=args.quiet, unit="step", file=sys.stderr, leave=False, delay=1.0)
 
     def step(msg: str) -> None:
         bar.set_description(msg)

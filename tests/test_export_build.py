@@ -235,3 +235,24 @@ def test_cli_onnx_only_from_checkpoints_and_failure_names_model(checkpoints, tmp
     r = _cli("--checkpoints", str(bad), "--onnx-only", "--out", str(tmp_path / "c"), "--quiet")
     assert r.returncode == 1 and "depth.safetensors" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "c" / "manifest.json").exists()
+
+
+def test_sigterm_mid_build_leaves_nothing(checkpoints, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "export.build_engine", "--checkpoints", str(checkpoints),
+                             "--onnx-only", "--out", str(out), "--quiet"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.is_dir() and any(p.name.startswith(".wbg-build-") for p in out.iterdir()):
+            break  # the build is under way (staging folder made, export running)
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert _files(out) == set()
