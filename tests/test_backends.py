@@ -27,6 +27,8 @@ def bundle():
 def engine_bundle(tmp_path, engine: dict):
     """The shipped bundle plus an 'engine' artifact per stage (bytes are junk: nothing may deserialize them)."""
     root = tmp_path / "eng"
+    if root.exists():
+        root = tmp_path / f"eng{len(list(tmp_path.iterdir()))}"
     shutil.copytree(default_bundle_dir(), root)
     m = json.loads((root / "manifest.json").read_text())
     for a in list(m["artifacts"]):
@@ -133,16 +135,26 @@ def test_pipeline_with_trt_backend_without_gpu(tmp_path):
 
 # ------------------------------------------------------------------ engine / manifest matching (no GPU needed)
 
+TURING = gpu.GpuInfo(0, "Tesla T4", (7, 5))
+AOT = "none (ahead-of-time build)"
+DEFAULT_CC = "default (portable Ampere and later; SM75 only when asked for)"
+
+
 @pytest.mark.parametrize("engine, installed, device, words", [
     ({"module": "tensorrt", "version": "10.3.0", "gpu": "NVIDIA GeForce RTX 4090"}, "10.3.0", ADA, None),
     ({"module": "tensorrt", "version": "10.3.0"}, "11.0.0", ADA, "built with tensorrt 10.3.0, this machine has "
                                                                  "tensorrt 11.0.0"),
     ({"module": "tensorrt", "version": "10.3.0", "gpu": "Orin"}, "10.3.0", ADA, "built on Orin, this GPU is"),
-    ({"module": "tensorrt", "version": "10.3.0", "compute_capability": "8.7"}, "10.3.0", ADA,
+    ({"module": "tensorrt", "version": "10.3.0", "gpu": AOT}, "10.3.0", ADA, None),
+    ({"module": "tensorrt", "version": "10.3.0", "compute_capabilities": ["SM87"]}, "10.3.0", ADA,
      "compute capability 8.7, this GPU"),
-    ({"module": "tensorrt_rtx", "version": "1.7", "compute_capability": ["8.6", "8.9"], "gpu": "other"}, "1.7",
-     ADA, None),
-    ({"module": "tensorrt_rtx", "version": "1.7", "compute_capability": ["12.0"]}, "1.7", ADA, "12.0"),
+    ({"module": "tensorrt_rtx", "version": "1.7", "flavour": "trt-rtx", "compute_capabilities": ["SM86", "SM89"],
+      "gpu": AOT}, "1.7", ADA, None),
+    ({"module": "tensorrt_rtx", "version": "1.7", "compute_capabilities": ["SM120"]}, "1.7", ADA, "12.0"),
+    ({"module": "tensorrt_rtx", "version": "1.7", "compute_capabilities": DEFAULT_CC, "gpu": AOT}, "1.7", ADA, None),
+    ({"module": "tensorrt_rtx", "version": "1.7", "compute_capabilities": DEFAULT_CC}, "1.7", TURING,
+     "Ampere (SM 8.0) and later, this GPU (Tesla T4) is 7.5"),
+    ({"module": "tensorrt_rtx", "version": "1.7", "gpu": "NVIDIA RTX A6000"}, "1.7", ADA, None),
     ({"module": "tensorrt_lean", "version": "11.0"}, None, ADA, "not installed (pip install tensorrt-lean)"),
     ({"module": "onnxruntime", "version": "1"}, "1", ADA, "engine.module 'onnxruntime' is not one of"),
     ({}, "1", ADA, "no engine.module"),
@@ -163,6 +175,11 @@ def test_rebuild_hint_names_the_target(tmp_path):
     b = engine_bundle(tmp_path, {"module": "tensorrt_rtx", "version": "0.1"})
     why = engine_mismatch(b, b.find("depth", "engine"), ADA)  # installed tensorrt_rtx differs from 0.1
     assert "--target trt-rtx" in why
+    why = engine_mismatch(b, b.find("depth", "engine"), TURING, installed_version="0.1")
+    assert why is None
+    b = engine_bundle(tmp_path / "t", {"module": "tensorrt_rtx", "version": "0.1", "compute_capabilities": DEFAULT_CC})
+    why = engine_mismatch(b, b.find("depth", "engine"), TURING, installed_version="0.1")
+    assert why.endswith("--target trt-rtx --out " + str(b.root) + " --compute-capability SM75")
 
 
 @NO_GPU

@@ -8,12 +8,13 @@ before any TensorRT object exists. Nothing GPU-side is imported at module import
 TensorRT runtime is created without a CUDA device (tensorrt_lean 11 segfaults, tensorrt_rtx
 returns None).
 
-Manifest fields read (artifact["engine"]):
-    module              "tensorrt" | "tensorrt_lean" | "tensorrt_rtx"
-    version             the module's __version__ at build time
-    gpu                 device name at build time ("" / "any" / absent: not tied to one GPU)
-    compute_capability  "8.9" or a list of them (RTX ahead-of-time builds); absent: unchecked
-    target              the build_engine --target that made it (trt | trt-rtx), for the rebuild hint
+Manifest fields read (artifact["engine"], as export/build.py writes them):
+    module                "tensorrt" | "tensorrt_lean" | "tensorrt_rtx"
+    version               the module's __version__ at build time (must equal the installed one)
+    flavour               "trt10" | "trt11" | "trt-rtx" (picks the rebuild --target)
+    gpu                   device name at build time; "none (ahead-of-time build)" / absent: not tied to one GPU
+                          (TensorRT for RTX engines are never tied to a device name)
+    compute_capabilities  ["SM86", ...] ahead-of-time targets, or "default (...)": Ampere (SM 8.0) and later
 """
 from __future__ import annotations
 
@@ -39,8 +40,25 @@ def _installed_version(module: str) -> str | None:
 
 def rebuild_hint(bundle: Bundle, artifact: Artifact) -> str:
     eng = artifact.engine or {}
-    target = eng.get("target") or ("trt-rtx" if eng.get("module") == "tensorrt_rtx" else "trt")
-    return f"rebuild it on this machine: python -m export.build_engine --target {target} --out {bundle.root}"
+    rtx = eng.get("module") == "tensorrt_rtx" or eng.get("flavour") == "trt-rtx"
+    return f"rebuild it on this machine: python -m export.build_engine --target {'trt-rtx' if rtx else 'trt'} " \
+           f"--out {bundle.root}"
+
+
+def _sm_list(value) -> list[str] | None:
+    """Compute capabilities as "8.6" strings from "SM86" / "8.6" / [..]; None when not a list of them."""
+    items = value if isinstance(value, list | tuple) else [value]
+    out = []
+    for v in items:
+        t = str(v).upper().removeprefix("SM").strip()
+        if "." not in t and t.isdigit() and len(t) >= 2:
+            t = f"{t[:-1]}.{t[-1]}"
+        try:
+            major, minor = (int(x) for x in t.split("."))
+        except ValueError:
+            return None
+        out.append(f"{major}.{minor}")
+    return out
 
 
 def engine_mismatch(bundle: Bundle, artifact: Artifact, device: GpuInfo | None,
@@ -65,14 +83,18 @@ def engine_mismatch(bundle: Bundle, artifact: Artifact, device: GpuInfo | None,
                 f"{rebuild_hint(bundle, artifact)}")
     if device is None:
         return f"{path}: no CUDA device to run the engine on"
-    ccs = eng.get("compute_capability")
+    ccs = eng.get("compute_capabilities", eng.get("compute_capability"))
     if ccs:
-        ccs = [str(c) for c in (ccs if isinstance(ccs, list | tuple) else [ccs])]
-        if device.sm not in ccs:
-            return (f"{path}: built for compute capability {', '.join(ccs)}, this GPU ({device.name}) is "
+        sms = _sm_list(ccs)
+        if sms is not None and device.sm not in sms:
+            return (f"{path}: built for compute capability {', '.join(sms)}, this GPU ({device.name}) is "
                     f"{device.sm}; {rebuild_hint(bundle, artifact)}")
+        if sms is None and str(ccs).startswith("default") and device.compute_capability < (8, 0):
+            return (f"{path}: built for Ampere (SM 8.0) and later, this GPU ({device.name}) is {device.sm}; "
+                    f"{rebuild_hint(bundle, artifact)} --compute-capability SM{device.sm.replace('.', '')}")
     gpu = str(eng.get("gpu") or "")
-    if module != "tensorrt_rtx" and gpu and gpu.lower() != "any" and gpu != device.name:
+    tied = gpu and gpu.lower() != "any" and not gpu.lower().startswith("none")
+    if module != "tensorrt_rtx" and tied and gpu != device.name:
         return f"{path}: built on {gpu}, this GPU is {device.name}; {rebuild_hint(bundle, artifact)}"
     return None
 
