@@ -133,7 +133,11 @@ def convert(proto: onnx.ModelProto, keep_nodes: tuple[str, ...] = (), converter:
     if converter == "auto":
         converter = "modelopt-autocast" if modelopt_available() and feeds else "onnxconverter-common"
     if converter == "modelopt-autocast":
-        return _convert_modelopt(proto, keep_nodes, feeds or []), converter
+        try:
+            return _convert_modelopt(proto, keep_nodes, feeds or []), converter
+        except Exception as e:  # optional dependency with heavy extras: fall back, and say so in the record
+            note = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            return _convert_occ(proto, keep_nodes), f"onnxconverter-common (modelopt-autocast failed: {note})"
     return _convert_occ(proto, keep_nodes), "onnxconverter-common"
 
 

@@ -127,3 +127,28 @@ def test_weights_stamped_with_another_kind_are_refused(tmp_path):
     st.save_file(st.load_file(str(w)), str(w), metadata={"kind": "depth"})
     with pytest.raises(CheckpointError, match=r"matting\.safetensors: weights of a 'depth' model"):
         load_checkpoint(tmp_path, "matting")
+
+
+def test_modelopt_autocast_gets_real_shaped_calibration_and_falls_back(exported, monkeypatch):
+    import export.fp16 as fp16
+
+    e = exported["matting"]
+    feeds = [{"input": generated_input(4, 1, 96, 160, 0)}]
+    ref = e.to_bytes()
+    seen = []
+
+    def fake_autocast(proto, keep, calib):
+        seen.append([v.shape for f in calib for v in f.values()])
+        return fp16._convert_occ(proto, keep)
+
+    monkeypatch.setattr(fp16, "modelopt_available", lambda: True)
+    monkeypatch.setattr(fp16, "_convert_modelopt", fake_autocast)
+    res = to_fp16(e.model, lambda p: compare_onnx(ref, p.SerializeToString(), feeds).errors, feeds=feeds)
+    assert res.converter == "modelopt-autocast" and seen[0] == [(1, 4, 96, 160)]
+
+    def broken(*_):
+        raise ImportError("cupy missing")
+
+    monkeypatch.setattr(fp16, "_convert_modelopt", broken)
+    res = to_fp16(e.model, lambda p: compare_onnx(ref, p.SerializeToString(), feeds).errors, feeds=feeds)
+    assert res.passed and res.converter.startswith("onnxconverter-common (modelopt-autocast failed: cupy missing")
