@@ -159,6 +159,8 @@ def test_no_frames_leaves_no_file(tmp_path):
     ("out.xyz", "unknown video type"),
     ("out.png", "PNG sequence needs a folder"),
     ("seq/%d%d.png", "exactly one %d"),
+    ("seq%d/x.png", "exactly one %d"),
+    ("seq/../%s.png", "exactly one %d"),
     ("vcam2://x", "unknown output scheme"),
 ])
 def test_bad_outputs_are_one_line_errors(tmp_path, monkeypatch, uri, words):

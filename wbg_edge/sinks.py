@@ -288,7 +288,8 @@ class PngSink:
     def __init__(self, target: str):
         self.where = target
         if "%" in target:
-            if not re.fullmatch(r"[^%]*%0?\d*d[^%]*\.png", target, flags=re.IGNORECASE):
+            if "%" in str(Path(target).parent) or \
+                    not re.fullmatch(r"[^%]*%0?\d*d[^%]*\.png", Path(target).name, flags=re.IGNORECASE):
                 raise SinkError(f"{target}: a frame pattern needs exactly one %d (e.g. out/%05d.png) and .png")
             self.folder, self.pattern = Path(target).parent, Path(target).name
         else:
