@@ -182,6 +182,7 @@ def test_embedding_api_plain_loop():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pipeline = Pipeline(PipelineConfig(model_res=128, refine_res=256, mode="rgba", background="transparent"))
+    pipeline.warmup(240, 320)
     kept = []
     for frame in frames:
         matte = pipeline.process(frame)

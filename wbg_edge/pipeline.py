@@ -311,6 +311,16 @@ class Pipeline:
             return
         yield from self._stream_overlapped(frames)
 
+    def warmup(self, height: int, width: int, frames: int = 2) -> None:
+        """Allocate the buffers for (height, width) and run the models once or twice (first runs are slow),
+        leaving no temporal state and no frame count behind."""
+        index = self._index
+        gray = np.full((height, width, 3), 128, np.uint8)
+        for _ in range(frames):
+            self.process(gray)
+        self._index = index
+        self.reset()
+
     def reset(self) -> None:
         """Forget temporal state (smoothing, reused depth), e.g. at a scene cut. Not while stream() runs."""
         self._prev_alpha = None
