@@ -225,6 +225,23 @@ def test_local_pool_video_output_and_resume(tmp_path, clips, pipeline_config):
     assert only_outputs(out) == ["batch-summary.json", "c1.mp4", "c2.mp4"]
 
 
+def test_image_folder_gives_a_folder(tmp_path, clips, pipeline_config):
+    """An image folder comes back as a folder of as many PNGs; with --format mp4 as a video."""
+    frames = tmp_path / "takes"
+    frames.mkdir()
+    cap = cv2.VideoCapture(str(clips["c1"]))
+    n = 0
+    while (ok := cap.read())[0]:
+        cv2.imwrite(str(frames / f"img{n:03d}.jpg"), ok[1])
+        n += 1
+    out = tmp_path / "out"
+    run_batch([frames], BatchConfig(outdir=out, workers=1), make_job(pipeline_config, out, fmt="same"))
+    assert len(png_frames(out / "takes")) == n == 8
+    run_batch([frames], BatchConfig(outdir=out, workers=1), make_job(pipeline_config, out, fmt="mp4"))
+    cap = cv2.VideoCapture(str(out / "takes.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n
+
+
 def test_local_pool_worker_killed_is_retried(tmp_path, clips, pipeline_config, reference):
     """SIGKILL a pool worker mid-job: its Units run again on a new pool; outputs whole, none doubled."""
     import multiprocessing

@@ -39,8 +39,6 @@ import cv2
 import numpy as np
 
 STATE_DIR = ".wbg-batch"
-VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 LIST_EXTS = (".txt", ".lst", ".list")
 RAY_EXTRA_HINT = "--ray needs Ray: pip install 'wbg-edge[batch]'"
 
@@ -91,7 +89,7 @@ class Item:
     kind: str
     expected_frames: int
     units: list[Unit] = field(default_factory=list)
-    status: str = "pending"           # pending | done | skipped | failed
+    status: str = "pending"           # pending | done | skipped | failed | stopped
     frames: int = 0
     seconds: float = 0.0              # worker time summed over Units
     error: str = ""
@@ -136,6 +134,9 @@ def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 def image_files(folder: Path) -> list[Path]:
+    """The images of a folder input, as `open_source` reads them (sorted by name)."""
+    from wbg_edge.sources import IMAGE_EXTS
+
     return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
 
 
@@ -151,24 +152,21 @@ def output_name(inp: Path, kind: str, fmt: str) -> str:
 
 
 def probe(inp: Path) -> tuple[str, int]:
-    """(kind, frame count estimate) of an input; raises OSError with a one-line reason."""
-    if inp.is_dir():
-        n = len(image_files(inp))
-        if n == 0:
-            raise OSError(f"{inp}: folder holds no images ({', '.join(IMAGE_EXTS)})")
-        return "images", n
-    if not inp.is_file():
+    """(kind, frame count estimate) of an input, opened by `open_source` as the workers will open it.
+    Raises OSError with a one-line reason naming the input (missing, corrupt, empty)."""
+    from wbg_edge.sources import SourceError, open_source
+
+    if not inp.exists():
         raise OSError(f"{inp}: no such file or folder")
-    cap = cv2.VideoCapture(str(inp))
+    kind = "images" if inp.is_dir() else "video"
     try:
-        if not cap.isOpened():
-            raise OSError(f"{inp}: cannot open as a video (corrupt or unsupported)")
-        ok, _ = cap.read()
-        if not ok:
-            raise OSError(f"{inp}: no decodable frame (corrupt or empty video)")
-        return "video", max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 1)
-    finally:
-        cap.release()
+        with open_source(str(inp), live=False) as src:
+            while src.read(timeout=1.0) is None:
+                if src.finished:
+                    raise OSError(f"{inp}: no decodable frame (corrupt or empty)")
+            return kind, max(int(src.count or 1), 1)
+    except SourceError as e:
+        raise OSError(str(e)) from None
 
 
 def split_units(name: str, inp: str, kind: str, frames: int, chunk: int, overlap: int) -> list[Unit]:
@@ -271,7 +269,7 @@ def process_to(pipeline: Any, unit: Unit, target: Path, job: Job, lossless_parts
     from wbg_edge.stream import StreamStats, run_stream
 
     pipeline.reset()
-    pngs = lossless_parts or unit.kind == "images" or job.format == "png"
+    pngs = lossless_parts or job.format == "png" or (unit.kind == "images" and job.format == "same")
     mode = job.output_mode or pipeline.mode
     with open_source(unit.input, live=False) as src:
         for _ in range(unit.start - unit.warmup):  # decode and drop what comes before the warm-up
