@@ -170,15 +170,18 @@ def models_from_checkpoints(cfg: BuildConfig, folder: Path, step: Callable[[str]
 
 
 def models_from_bundle(cfg: BuildConfig, folder: Path, step: Callable[[str], None]) -> list[Model]:
+    """The FP32 ONNX of every stage the bundle resolves (its own, then its base's, e.g. an imported coarse
+    model over the shipped depth and refiner): the output bundle is complete and needs no base."""
     bundle = load_bundle(folder)
     models = []
     for stage in ("depth", "coarse", "refiner"):
-        art = bundle.find(stage, "onnx", "fp32")
-        if art is None:
+        found = bundle.resolve(stage, "onnx", "fp32")
+        if found is None:
             continue
+        holder, art = found
         name = Path(art.file).name.removesuffix(".onnx").removesuffix(".fp32")
         step(f"{name}: read ONNX")
-        path = bundle.verify(art)
+        path = holder.verify(art)
         try:
             proto = check_and_infer(onnx.load(str(path)), f"{path}")
         except Exception as e:  # a corrupt file must fail as one line naming it
@@ -188,7 +191,7 @@ def models_from_bundle(cfg: BuildConfig, folder: Path, step: Callable[[str], Non
                             size_multiple=art.size_multiple, fixed_size=art.fixed_size,
                             res=cfg.refine_res if stage == "refiner" else cfg.model_res,
                             validation={"source": str(path), **(art.validation or {})},
-                            provenance=bundle.provenance.get(stage) or bundle.provenance or None))
+                            provenance=holder.provenance.get(stage) or {"bundle": str(holder.root)}))
     if not models:
         raise BuildError(f"{folder}: bundle lists no FP32 ONNX model")
     return models

@@ -17,7 +17,7 @@ multiples of 14, so the output follows the input. The manifest records `size_mul
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import shutil
 import sys
 import tempfile
@@ -140,36 +140,41 @@ def export_depth_anything(model: nn.Module, opset: int = 18, sample_hw: tuple[in
     return DepthAnythingExport(onnx=data, parity_max_abs=worst, shapes=check_hw)
 
 
-def write_bundle_dir(exp: DepthAnythingExport, weights: Path, out: Path, base: Path | None) -> Path:
-    """A bundle whose depth stage is Depth Anything; coarse and refiner copied from `base` (if given).
+def write_bundle_dir(exp: DepthAnythingExport, weights: Path, out: Path, base: str | None = "default") -> Path:
+    """A bundle holding Depth Anything as its depth stage; the other stages come from `base` ("default" =
+    the shipped bundle, or a folder path; None = depth only), which `Bundle.resolve` follows.
 
     Written in a staging folder and renamed in, manifest last: an interrupted import leaves no manifest.
     """
-    from wbg_edge.bundle import Artifact, Bundle, atomic_write_bytes, load_bundle, sha256_file, write_bundle
+    from wbg_edge.bundle import (
+        Artifact,
+        Bundle,
+        atomic_write_bytes,
+        default_bundle_dir,
+        load_bundle,
+        sha256_file,
+        write_bundle,
+    )
 
     out.mkdir(parents=True, exist_ok=True)
+    model_res, refine_res = 252, 504
+    if base is not None:
+        if base != "default":
+            base = os.path.relpath(Path(base).resolve(), out.resolve())  # the manifest stores it relative
+        b = load_bundle(Path(out, base) if base != "default" else default_bundle_dir())
+        model_res, refine_res = b.model_res, b.refine_res
     stage_dir = Path(tempfile.mkdtemp(prefix=".wbg-import-", dir=out))
     try:
         atomic_write_bytes(stage_dir / "depth_anything.onnx", exp.onnx)
-        arts = [Artifact(stage="depth", file="depth_anything.onnx", format="onnx", precision="fp32", contract="depth",
-                         sha256=sha256_file(stage_dir / "depth_anything.onnx"), inputs={"image": ["N", 3, "H", "W"]},
-                         outputs={"depth": ["N", 1, "H", "W"]}, size_multiple=PATCH,
-                         validation={"onnxruntime_vs_transformers_rel_max_abs": exp.parity_max_abs,
-                                     "shapes": [list(s) for s in exp.shapes]})]
-        model_res, refine_res, provenance = 252, 504, {}
-        if base is not None:
-            b = load_bundle(base)
-            model_res, refine_res = b.model_res, b.refine_res
-            for a in b.artifacts:
-                if a.stage != "depth" and a.format == "onnx":
-                    shutil.copyfile(b.verify(a), stage_dir / a.file)
-                    arts.append(a)
-            provenance = {k: v for k, v in b.provenance.items() if k != "depth"}
+        art = Artifact(stage="depth", file="depth_anything.onnx", format="onnx", precision="fp32", contract="depth",
+                       sha256=sha256_file(stage_dir / "depth_anything.onnx"), inputs={"image": ["N", 3, "H", "W"]},
+                       outputs={"depth": ["N", 1, "H", "W"]}, size_multiple=PATCH,
+                       validation={"onnxruntime_vs_transformers_rel_max_abs": exp.parity_max_abs,
+                                   "shapes": [list(s) for s in exp.shapes]})
         wfiles = sorted(p for p in weights.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
-        provenance["depth"] = {"source": "depth-anything-v2 (transformers)", "weights": str(weights),
-                               "files": {p.name: sha256_file(p) for p in wfiles},
-                               "config": json.loads((weights / "config.json").read_text()).get("_name_or_path", ""),
-                               "note": f"input sides must be multiples of {PATCH}"}
+        provenance = {"depth": {"source": "depth-anything-v2 (transformers)", "weights": str(weights),
+                                "files": {p.name: sha256_file(p) for p in wfiles},
+                                "note": f"input sides must be multiples of {PATCH}"}}
         (out / "manifest.json").unlink(missing_ok=True)
         for p in stage_dir.iterdir():
             p.replace(out / p.name)
@@ -179,28 +184,28 @@ def write_bundle_dir(exp: DepthAnythingExport, weights: Path, out: Path, base: P
                 versions[pkg] = metadata.version(pkg)
             except metadata.PackageNotFoundError:
                 pass
-        return write_bundle(Bundle(root=out, name="depth-anything-v2", artifacts=tuple(arts), model_res=model_res,
-                                   refine_res=refine_res, producer=versions, provenance=provenance))
+        return write_bundle(Bundle(root=out, name="depth-anything-v2", artifacts=(art,), model_res=model_res,
+                                   refine_res=refine_res, producer=versions, provenance=provenance, base=base))
     finally:
         shutil.rmtree(stage_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from wbg_edge.bundle import BundleError, default_bundle_dir
+    from wbg_edge.bundle import BundleError
 
     p = argparse.ArgumentParser(prog="python -m export.depth_anything",
                                 description="Import Depth Anything V2 (local transformers weights) as the depth stage.")
     p.add_argument("--weights", type=Path, required=True, help="local folder with config.json + model.safetensors")
     p.add_argument("--out", type=Path, required=True, help="bundle folder to write (then: python -m "
                                                              "export.build_engine --checkpoints OUT ...)")
-    p.add_argument("--base", type=Path, default=None, help="bundle to take coarse and refiner from (default: shipped)")
+    p.add_argument("--base", default="default",
+                   help="bundle the other stages come from: 'default' (shipped) or a folder")
     p.add_argument("--depth-only", action="store_true", help="write only the depth model")
     p.add_argument("--opset", type=int, default=18)
     args = p.parse_args(argv)
     try:
         exp = export_depth_anything(load_weights(args.weights), opset=args.opset)
-        base = None if args.depth_only else (args.base or default_bundle_dir())
-        mpath = write_bundle_dir(exp, args.weights, args.out, base)
+        mpath = write_bundle_dir(exp, args.weights, args.out, None if args.depth_only else args.base)
     except (DepthAnythingError, BundleError, OSError) as e:
         print(f"depth_anything: error: {e}", file=sys.stderr)
         return 1

@@ -74,6 +74,11 @@ def _unshare_initializers(proto: onnx.ModelProto, nodes: set[str]) -> None:
                 copy.name = f"{x}__fp32_{n.name}"
                 proto.graph.initializer.append(copy)
                 n.input[j] = copy.name
+    used = {x for n in proto.graph.node for x in n.input} | {o.name for o in proto.graph.output}
+    kept = [i for i in proto.graph.initializer if i.name in used]
+    if len(kept) != len(proto.graph.initializer):  # originals whose every consumer now has its own copy
+        del proto.graph.initializer[:]
+        proto.graph.initializer.extend(kept)
 
 
 def _convert_occ(proto: onnx.ModelProto, keep_nodes: tuple[str, ...]) -> onnx.ModelProto:

@@ -71,6 +71,15 @@ def test_stock_head_freezes_output_size_at_export():
     assert y.shape[2:] == (98, 140)
 
 
+def test_bundle_over_the_shipped_one_resolves_all_stages(exported, weights, tmp_path):
+    write_bundle_dir(exported, weights, tmp_path / "b")
+    b = load_bundle(tmp_path / "b")
+    assert b.base == "default" and [a.file for a in b.artifacts] == ["depth_anything.onnx"]
+    holder, art = b.resolve("depth")
+    assert holder is b and art.size_multiple == 14
+    assert b.resolve("coarse") is not None and b.resolve("refiner") is not None
+
+
 def test_bundle_records_multiple_of_14_and_builds(exported, weights, tmp_path):
     write_bundle_dir(exported, weights, tmp_path / "b", base=None)
     b = load_bundle(tmp_path / "b")

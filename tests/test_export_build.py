@@ -190,12 +190,18 @@ def test_build_from_bundle_of_fixed_size_imported_model(tmp_path):
     art = Artifact(stage="coarse", file="seg.onnx", format="onnx", precision="fp32", contract="rgb",
                    sha256=sha256_file(src / "seg.onnx"), inputs={"image": [1, 3, 48, 64]},
                    outputs={"alpha": [1, 1, 48, 64]}, fixed_size=(48, 64), size_multiple=1)
-    write_bundle(Bundle(root=src, name="imported", artifacts=(art,), provenance={"coarse": {"source": "test"}}))
+    write_bundle(Bundle(root=src, name="imported", artifacts=(art,), provenance={"coarse": {"source": "test"}},
+                        base="default"))  # depth and refiner come from the shipped bundle
     target = "trt-rtx" if has_trt_rtx() else "onnx"
-    res = build(BuildConfig(out=tmp_path / "out", source=src, target=target, fp16=True))
+    res = build(BuildConfig(out=tmp_path / "out", source=src, target=target, fp16=True, **SMALL))
     b = load_bundle(res.bundle.root)
-    assert {a.file for a in b.artifacts} >= {"seg.onnx", "seg.fp16.onnx"}
-    assert all(a.fixed_size == (48, 64) and a.contract == "rgb" for a in b.artifacts)
+    assert b.base is None and b.stages() == {"depth", "coarse", "refiner"}  # complete: engines for every stage
+    assert b.provenance["coarse"] == {"source": "test"}
+    coarse = [a for a in b.artifacts if a.stage == "coarse"]
+    assert {a.file for a in coarse} >= {"seg.onnx", "seg.fp16.onnx"}
+    assert all(a.fixed_size == (48, 64) and a.contract == "rgb" for a in coarse)
+    for a in b.artifacts:
+        b.verify(a)
     if target == "trt-rtx":
         eng = b.find("coarse", "engine")
         assert eng is not None and eng.engine["profiles"] == {}  # static input: no profile needed
