@@ -97,10 +97,11 @@ class BuildResult:
 
 
 def resolve_source(source: Path | None) -> tuple[Path, str]:
-    """(folder, "checkpoints" | "bundle"); the default is the shipped checkpoints, else the shipped bundle."""
+    """(folder, "checkpoints" | "bundle"); the default is the shipped checkpoints when all three are there
+    (training writes them one stage at a time), else the shipped bundle."""
     if source is None:
         ckpt = default_checkpoint_dir()
-        return (ckpt, "checkpoints") if has_checkpoints(ckpt) else (default_bundle_dir(), "bundle")
+        return (ckpt, "checkpoints") if has_checkpoints(ckpt, complete=True) else (default_bundle_dir(), "bundle")
     source = Path(source)
     if (source / "manifest.json").is_file():
         return source, "bundle"

@@ -95,6 +95,16 @@ def main(argv: list[str] | None = None) -> int:
         bar.set_description(msg)
         bar.update(1)
 
+    from export.build import resolve_source
+
+    if args.checkpoints is None:
+        try:
+            src, kind = resolve_source(None)
+        except RuntimeError:
+            src, kind = None, None
+        if kind == "bundle":
+            print(f"build_engine: note: no complete checkpoints in training/checkpoints/default; building the "
+                  f"shipped bundle {src}", file=sys.stderr)
     try:
         result = build(cfg, step)
     except (CheckpointError, BundleError, OnnxExportError, Fp16Error, EngineBuildError, RuntimeError, OSError) as e:

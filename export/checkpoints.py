@@ -48,9 +48,11 @@ def default_checkpoint_dir() -> Path:
     return Path(training.__file__).resolve().parent / "checkpoints" / "default"
 
 
-def has_checkpoints(folder: str | Path) -> bool:
+def has_checkpoints(folder: str | Path, complete: bool = False) -> bool:
+    """Does `folder` hold checkpoints (any kind; all three with complete=True)?"""
     folder = Path(folder)
-    return folder.is_dir() and any((folder / f"{k}.safetensors").is_file() for k in KINDS)
+    found = [(folder / f"{k}.safetensors").is_file() for k in KINDS] if folder.is_dir() else [False]
+    return all(found) if complete else any(found)
 
 
 def _paths(path: Path, kind: str | None) -> tuple[Path, Path, str]:
