@@ -84,7 +84,7 @@ __global__ void finish_kernel(wbg_finish_args f, const float* grid) {
     if (x >= f.width || y >= f.height) return;
     const wbg::Tap ty = wbg::tap(y, f.refine_h, wbg::axis_scale(f.refine_h, f.height));
     const wbg::Tap tx = wbg::tap(x, f.refine_w, wbg::axis_scale(f.refine_w, f.width));
-    float a = wbg::bilerp(refined(f, grid, ty.i0, tx.i0), refined(f, grid, ty.i0, tx.i1),
+    float a = wbg::bilerp_hv(refined(f, grid, ty.i0, tx.i0), refined(f, grid, ty.i0, tx.i1),
                           refined(f, grid, ty.i1, tx.i0), refined(f, grid, ty.i1, tx.i1), ty.w, tx.w);
     if (grid && isnan(a)) {
         const wbg::Tap cy = wbg::tap(y, f.alpha_h, wbg::axis_scale(f.alpha_h, f.height));

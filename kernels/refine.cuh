@@ -5,22 +5,27 @@
 // torch.nn.functional.interpolate(align_corners=False). For output index i on an axis of n_out from n_in:
 //     s  = max(fma(n_in / n_out, i + 0.5, -0.5), 0)     float32, one rounding (what torch computes)
 //     i0 = floor(s), i1 = min(i0 + 1, n_in - 1), w = s - i0
-// and a 2-D value is lerp(lerp(a00, a10, wy), lerp(a01, a11, wy), wx) with lerp(a, b, w) = a + w * (b - a):
-// vertical first, then horizontal. Every multiply/add is rounded separately (no FMA contraction: the CPU build
-// uses -ffp-contract=off, the device code uses __fmul_rn / __fadd_rn), so CPU and CUDA agree bit for bit and the
-// numpy reference to the last float32 rounding.
+// and a 2-D value is a lerp of lerps with lerp(a, b, w) = a + w * (b - a), in one of two fixed orders:
+//     bilerp_vh = lerp(lerp(a00, a10, wy), lerp(a01, a11, wy), wx)   vertical first: pack, and the coarse fallback
+//     bilerp_hv = lerp(lerp(a00, a01, wx), lerp(a10, a11, wx), wy)   horizontal first: finish (refined alpha)
+// (each order is the one that lets the CPU build touch the fewest samples: pack shrinks a frame, finish enlarges the
+// refine grid, so finish interpolates each refine row horizontally once and output rows blend two of those rows).
+// Every multiply/add is rounded separately (no FMA contraction: the CPU build uses -ffp-contract=off, the device
+// code __fmul_rn / __fadd_rn), so CPU and CUDA agree bit for bit and the numpy reference to the last float32
+// rounding; torch (which blends horizontally first) agrees to ~1e-7.
 //
 // Pack: R, G, B = sample(frame u8 channel) * (1 / 255.f) (BGR -> RGB); D = sample(depth) or 0; A = sample(alpha).
 //
-// Finish, full grid: A_r = clamp(packed[4] + delta, 0, 1) on the refine grid; a = sample(A_r) at the frame size.
+// Finish, full grid: A_r = clamp(packed[4] + delta, 0, 1) on the refine grid; a = sample_hv(A_r) at the frame size.
 // Finish with patches (the patch rule): A_r is defined only on cells covered by a patch; where patches overlap,
-// the later patch in the list wins. An output pixel takes sample(A_r) only if all four of its taps
-// (y0|y1, x0|x1) on the refine grid are covered; otherwise a = sample(alpha_coarse) straight at the frame size.
+// the later patch in the list wins. An output pixel takes sample_hv(A_r) only if all four of its taps
+// (y0|y1, x0|x1) on the refine grid are covered; otherwise a = sample_vh(alpha_coarse) straight at the frame size.
 // (Implemented by marking uncovered cells NaN: any NaN tap makes the bilinear value NaN, whatever its weight.)
 // A single patch covering the grid gives exactly the full-grid result.
 //
 // Then, per pixel: a = lerp(a, prev, smoothing) when prev_alpha is given (= smoothing*prev + (1-smoothing)*a);
-// a = clamp(a, 0, 1); alpha u8 = floor(a * 255 + 0.5); composite u8 = floor(lerp(bg, frame, a) + 0.5) per channel.
+// a = clamp(a, 0, 1); alpha u8 = floor(a * 255 + 0.5); composite u8 = bg + round_q15((frame - bg) * alpha_q15(a))
+// per channel (see composite() below).
 #pragma once
 
 #include <math.h>
@@ -78,17 +83,28 @@ WBG_HD Tap tap(int32_t i, int32_t n_in, float scale) {
     return t;
 }
 
-WBG_HD float bilerp(float a00, float a01, float a10, float a11, float wy, float wx) {
+WBG_HD float bilerp_vh(float a00, float a01, float a10, float a11, float wy, float wx) {
     return lerp(lerp(a00, a10, wy), lerp(a01, a11, wy), wx);
+}
+
+WBG_HD float bilerp_hv(float a00, float a01, float a10, float a11, float wy, float wx) {
+    return lerp(lerp(a00, a01, wx), lerp(a10, a11, wx), wy);
 }
 
 WBG_HD uint8_t quantise(float a) {  // a in [0, 1]
     return (uint8_t)(int32_t)fadd(fmul(a, 255.f), 0.5f);  // via int32: the conversion compilers vectorise
 }
 
-WBG_HD uint8_t composite(uint8_t fg, uint8_t bg, float a) {  // a in [0, 1], so the lerp stays in [bg, fg]
-    float v = fadd(lerp((float)bg, (float)fg, a), 0.5f);
-    return (uint8_t)(int32_t)(v < 255.f ? v : 255.f);
+// Compositing in Q15 fixed point: a15 = round(a * 32767), out = bg + round((fg - bg) * a15 / 32768).
+// Within 1 of floor(a*fg + (1-a)*bg + 0.5) for every a in [0, 1] (the weight is off by at most 1.5/32768), and it is
+// a single rounding multiply-high on 16-bit lanes (SSSE3/AVX2 pmulhrsw, NEON vqrdmulh), 16-32 pixels per instruction.
+WBG_HD int32_t alpha_q15(float a) {  // a in [0, 1]
+    return (int32_t)fadd(fmul(a, 32767.f), 0.5f);
+}
+
+WBG_HD uint8_t composite(uint8_t fg, uint8_t bg, int32_t a15) {
+    const int32_t d = (int32_t)fg - (int32_t)bg;  // arithmetic shift of a negative product: floor, as numpy's >>
+    return (uint8_t)((int32_t)bg + ((d * a15 + 16384) >> 15));
 }
 
 WBG_HD float nan_value() {
@@ -159,12 +175,12 @@ WBG_HD void store(void* p, int32_t dtype, int64_t i, float v) {
 
 // Sampled u8 channel c of an interleaved BGR row pair, scaled to [0, 1].
 WBG_HD float sample_u8(const uint8_t* row0, const uint8_t* row1, int32_t x0, int32_t x1, float wy, float wx) {
-    return fmul(bilerp((float)row0[x0], (float)row0[x1], (float)row1[x0], (float)row1[x1], wy, wx),
+    return fmul(bilerp_vh((float)row0[x0], (float)row0[x1], (float)row1[x0], (float)row1[x1], wy, wx),
                 1.f / 255.f);
 }
 
 WBG_HD float sample_f32(const float* row0, const float* row1, int32_t x0, int32_t x1, float wy, float wx) {
-    return bilerp(row0[x0], row0[x1], row1[x0], row1[x1], wy, wx);
+    return bilerp_vh(row0[x0], row0[x1], row1[x0], row1[x1], wy, wx);
 }
 
 // The per-pixel tail of finish: smoothing, clamp, outputs. `x` indexes pixels of row `y` (offset `pix`).
@@ -185,9 +201,10 @@ WBG_HD void finish_pixel(float a, const wbg_finish_args& f, int64_t pix) {
             break;
         case WBG_MODE_COMPOSITE: {
             const uint8_t* bg = f.background_is_colour ? f.background : f.background + pix * 3;
-            f.out[pix * 3 + 0] = composite(px[0], bg[0], a);
-            f.out[pix * 3 + 1] = composite(px[1], bg[1], a);
-            f.out[pix * 3 + 2] = composite(px[2], bg[2], a);
+            const int32_t a15 = alpha_q15(a);
+            f.out[pix * 3 + 0] = composite(px[0], bg[0], a15);
+            f.out[pix * 3 + 1] = composite(px[1], bg[1], a15);
+            f.out[pix * 3 + 2] = composite(px[2], bg[2], a15);
             break;
         }
         default:

@@ -6,9 +6,10 @@ Every step uses the same float32 operations, in the same order, as `refine.cuh`:
 - bilinear sampling with `align_corners=False` pixel centres (cv2 INTER_LINEAR / torch interpolate):
   ``s = max(fma(in / out, i + 0.5, -0.5), 0)`` in float32 (one rounding, as torch), ``i0 = floor(s)``,
   ``i1 = min(i0 + 1, in - 1)``, ``w = s - i0``;
-  the value is ``lerp(lerp(a00, a10, wy), lerp(a01, a11, wy), wx)`` with ``lerp(a, b, w) = a + w * (b - a)``
-  (vertical first, then horizontal);
-- u8 quantisation ``floor(v * 255 + 0.5)`` of a value clamped to [0, 1]; composite ``floor(b + a * (f - b) + 0.5)``.
+  the value is a lerp of lerps, ``lerp(a, b, w) = a + w * (b - a)``, vertical first for pack and the coarse
+  fallback, horizontal first for the refined alpha in finish (`resize(..., order=)`);
+- u8 quantisation ``floor(v * 255 + 0.5)`` of a value clamped to [0, 1]; composite in Q15 fixed point,
+  ``b + ((f - b) * floor(a * 32767 + 0.5) + 16384) >> 15``.
 
 Patch rule (refine_finish with patches): the refined alpha lives on the virtual refine grid (Hr, Wr) only inside
 the patches (a later patch overwrites an earlier one where they overlap). An output pixel uses the refined grid only
@@ -44,10 +45,11 @@ def lerp(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def resize(src: np.ndarray, out_h: int, out_w: int, rows: np.ndarray | None = None,
-           cols: np.ndarray | None = None) -> np.ndarray:
+           cols: np.ndarray | None = None, order: str = "vh") -> np.ndarray:
     """Bilinear resample of a (h, w) or (h, w, c) array to (out_h, out_w[, c]) in float32.
 
-    `rows` / `cols` optionally pick output rows / columns of the virtual (out_h, out_w) result (patch gathers).
+    `rows` / `cols` optionally pick output rows / columns of the virtual (out_h, out_w) result (patch gathers);
+    `order` "vh" blends vertically first, "hv" horizontally first (refine.cuh: bilerp_vh / bilerp_hv).
     """
     src = np.asarray(src)
     y0, y1, wy = taps(src.shape[0], out_h)
@@ -62,6 +64,8 @@ def resize(src: np.ndarray, out_h: int, out_w: int, rows: np.ndarray | None = No
     a10 = src[y1][:, x0].astype(F32)
     a01 = src[y0][:, x1].astype(F32)
     a11 = src[y1][:, x1].astype(F32)
+    if order == "hv":
+        return lerp(lerp(a00, a01, wx), lerp(a10, a11, wx), wy).astype(F32)
     return lerp(lerp(a00, a10, wy), lerp(a01, a11, wy), wx).astype(F32)
 
 
@@ -112,7 +116,7 @@ def finish(packed: np.ndarray, delta: np.ndarray, frame: np.ndarray, refine_size
     if refine_size is None:
         refine_size = packed.shape[-2:]
     grid, mask = refined_grid(packed, delta, refine_size, patches)
-    a = resize(grid, h, w)
+    a = resize(grid, h, w, order="hv")
     if patches is not None:
         y0, y1, _ = taps(refine_size[0], h)
         x0, x1, _ = taps(refine_size[1], w)
@@ -126,8 +130,9 @@ def finish(packed: np.ndarray, delta: np.ndarray, frame: np.ndarray, refine_size
     elif mode == "rgba":
         out = np.concatenate([frame, quantise(a)[..., None]], axis=2)
     elif mode == "composite":
-        bg = np.broadcast_to(np.asarray(background), frame.shape).astype(F32)
-        out = np.floor(lerp(bg, frame.astype(F32), a[..., None]) + F32(0.5)).astype(np.uint8)
+        bg = np.broadcast_to(np.asarray(background), frame.shape).astype(np.int32)
+        a15 = (a * F32(32767.0) + F32(0.5)).astype(np.int32)[..., None]
+        out = (bg + (((frame.astype(np.int32) - bg) * a15 + 16384) >> 15)).astype(np.uint8)
     else:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     return a, out
