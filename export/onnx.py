@@ -94,10 +94,11 @@ def declare_io(proto: onnx.ModelProto, kind: str) -> None:
                 d.dim_param = DYNAMIC_DIMS[i]
 
 
-def check_and_infer(proto: onnx.ModelProto, what: str) -> onnx.ModelProto:
+def check_and_infer(proto: onnx.ModelProto, what: str, strict: bool = True) -> onnx.ModelProto:
+    """ONNX checker + shape inference (strict for our own graphs; lenient for third-party ones)."""
     try:
-        onnx.checker.check_model(proto, full_check=True)
-        return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+        onnx.checker.check_model(proto, full_check=strict)
+        return onnx.shape_inference.infer_shapes(proto, check_type=strict, strict_mode=strict)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         raise OnnxExportError(f"{what}: ONNX check failed: {str(e).splitlines()[0]}") from None
 
