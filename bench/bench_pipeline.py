@@ -4,7 +4,9 @@
 
 For each variant: median per-stage ms, per-frame work (`total`), model time (depth + coarse + refiner),
 pipeline overhead (total - models, and its share of the frame), wall time per frame (throughput: the
-overlapped variant's wall time is below its summed work). Variants run interleaved, chunk by chunk,
+overlapped variant's wall time is below its summed work), process CPU time per frame (all threads;
+less sensitive than wall time to other processes on a shared machine, but it counts ORT's spin-waits).
+Variants run interleaved, chunk by chunk,
 so that they share the same background load on a shared machine, and the refined share of the refine grid.
 `wbg-edge bench` (wbg_edge.cli) measures the same Pipeline through the streaming loop with a sink.
 """
@@ -51,6 +53,7 @@ def run_variants(cfgs: dict[str, PipelineConfig], frames: list[np.ndarray], n: i
     pipes = {k: Pipeline(c) for k, c in cfgs.items()}
     rows: dict[str, list] = {k: [] for k in cfgs}
     walls: dict[str, list] = {k: [] for k in cfgs}
+    cpus: dict[str, list] = {k: [] for k in cfgs}
     refined: dict[str, list] = {k: [] for k in cfgs}
     i = 0
     for p in pipes.values():  # warm-up: first-run allocations, ORT arenas, caches
@@ -61,11 +64,12 @@ def run_variants(cfgs: dict[str, PipelineConfig], frames: list[np.ndarray], n: i
             t_first = None
             for m in p.stream(frames[(i + j) % len(frames)] for j in range(chunk)):
                 if t_first is None:
-                    t_first = time.perf_counter()
+                    t_first, c_first = time.perf_counter(), time.process_time()
                 else:
                     rows[k].append(m.timings)
                     refined[k].append(m.refined)
             walls[k].append((time.perf_counter() - t_first) * 1e3 / (chunk - 1))
+            cpus[k].append((time.process_time() - c_first) * 1e3 / (chunk - 1))
         i += chunk
     out = {}
     for k, p in pipes.items():
@@ -77,7 +81,8 @@ def run_variants(cfgs: dict[str, PipelineConfig], frames: list[np.ndarray], n: i
         out[k] = {"stages_ms": {s: round(med[s], 2) for s in STAGES}, "total_ms": round(med["total"], 2),
                   "models_ms": round(models, 2), "overhead_ms": round(overhead, 2),
                   "overhead_pct": round(100 * overhead / med["total"], 1), "wall_ms": round(wall, 2),
-                  "fps": round(1000 / wall, 1), "refined": round(float(np.median(refined[k])), 3),
+                  "fps": round(1000 / wall, 1), "cpu_ms": round(float(np.median(cpus[k])), 2),
+                  "refined": round(float(np.median(refined[k])), 3),
                   "frames": len(r), "info": p.info()}
         p.close()
     return out
@@ -114,7 +119,8 @@ def main(argv=None) -> int:
     results = run_variants(todo, frames, a.frames, a.warmup)
     for name, r in results.items():
         s = r["stages_ms"]
-        print(f"{name:30s} wall {r['wall_ms']:6.1f} ms ({r['fps']:5.1f} fps)  work {r['total_ms']:6.1f}  "
+        print(f"{name:30s} wall {r['wall_ms']:6.1f} ms ({r['fps']:5.1f} fps)  cpu {r['cpu_ms']:6.1f}  "
+              f"work {r['total_ms']:6.1f}  "
               f"models {r['models_ms']:6.1f}  overhead {r['overhead_ms']:5.1f} ({r['overhead_pct']:4.1f}%)  "
               f"refined {r['refined']:.2f}  | " + " ".join(f"{k} {v:.1f}" for k, v in s.items()), flush=True)
     if a.json:
