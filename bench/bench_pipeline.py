@@ -5,9 +5,9 @@
 For each variant: median per-stage ms, per-frame work (`total`), model time (depth + coarse + refiner),
 pipeline overhead (total - models, and its share of the frame), wall time per frame (throughput: the
 overlapped variant's wall time is below its summed work), process CPU time per frame (all threads;
-less sensitive than wall time to other processes on a shared machine, but it counts ORT's spin-waits).
-Variants run interleaved, chunk by chunk,
-so that they share the same background load on a shared machine, and the refined share of the refine grid.
+less sensitive than wall time to other processes on a shared machine, but it counts ORT's spin-waits)
+and the refined share of the refine grid. Variants run interleaved, chunk by chunk, so that they all
+see the same background load.
 `wbg-edge bench` (wbg_edge.cli) measures the same Pipeline through the streaming loop with a sink.
 """
 from __future__ import annotations
