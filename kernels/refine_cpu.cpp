@@ -20,7 +20,7 @@
 
 #include <unistd.h>
 #if defined(__x86_64__) || defined(_M_X64)
-#include <emmintrin.h>
+#include <immintrin.h>
 #endif
 
 #include "refine.cuh"
@@ -113,6 +113,28 @@ namespace {
 
 namespace rows = wbg_rows;
 
+// memcpy with non-temporal stores for the 16-byte-aligned middle (x86-64: SSE2 is baseline); plain memcpy elsewhere.
+inline void stream_copy(void* dst, const void* src, size_t bytes) {
+#if defined(__x86_64__) || defined(_M_X64)
+    uint8_t* d = (uint8_t*)dst;
+    const uint8_t* s = (const uint8_t*)src;
+    const size_t head = std::min(bytes, (size_t)((16 - ((uintptr_t)d & 15)) & 15));
+    std::memcpy(d, s, head);
+    size_t i = head;
+    for (; i + 16 <= bytes; i += 16) _mm_stream_si128((__m128i*)(d + i), _mm_loadu_si128((const __m128i*)(s + i)));
+    std::memcpy(d + i, s + i, bytes - i);
+#else
+    std::memcpy(dst, src, bytes);
+#endif
+}
+
+inline void stream_fence() {
+#if defined(__x86_64__) || defined(_M_X64)
+    _mm_sfence();
+#endif
+}
+
+
 // Bilinear taps of one axis, as separate arrays so the row loops read them with unit stride.
 struct Taps {
     std::vector<int32_t> i0, i1;
@@ -134,13 +156,35 @@ Taps taps(int32_t n_in, int32_t n_out, int32_t channels = 1) {
     return t;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#define WBG_HAVE_F16C 1
+// Hardware float -> half (round to nearest even, like float_to_half) for the multiple-of-8 prefix; returns its length.
+__attribute__((target("avx,f16c"))) int32_t to_half_f16c(const float* src, uint16_t* dst, int32_t n) {
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i*)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    return i;
+}
+
+bool has_f16c() {
+    static const bool yes = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+    return yes;
+}
+#else
+#define WBG_HAVE_F16C 0
+#endif
+
 // n floats of `src` into element `at` of a float32 or float16 tensor.
 inline void put(void* out, int32_t dtype, int64_t at, const float* src, int32_t n) {
     if (dtype == WBG_F32) {
         std::memcpy((float*)out + at, src, sizeof(float) * (size_t)n);
     } else {
         uint16_t* o = (uint16_t*)out + at;
-        for (int32_t i = 0; i < n; ++i) o[i] = wbg::float_to_half(src[i]);
+        int32_t i = 0;
+#if WBG_HAVE_F16C
+        if (has_f16c()) i = to_half_f16c(src, o, n);
+#endif
+        for (; i < n; ++i) o[i] = wbg::float_to_half(src[i]);
     }
 }
 
@@ -152,27 +196,6 @@ inline void get(const void* in, int32_t dtype, int64_t at, float* dst, int32_t n
         const uint16_t* p = (const uint16_t*)in + at;
         for (int32_t i = 0; i < n; ++i) dst[i] = wbg::half_to_float(p[i]);
     }
-}
-
-// memcpy with non-temporal stores for the 16-byte-aligned middle (x86-64: SSE2 is baseline); plain memcpy elsewhere.
-inline void stream_copy(void* dst, const void* src, size_t bytes) {
-#if defined(__x86_64__) || defined(_M_X64)
-    uint8_t* d = (uint8_t*)dst;
-    const uint8_t* s = (const uint8_t*)src;
-    const size_t head = std::min(bytes, (size_t)((16 - ((uintptr_t)d & 15)) & 15));
-    std::memcpy(d, s, head);
-    size_t i = head;
-    for (; i + 16 <= bytes; i += 16) _mm_stream_si128((__m128i*)(d + i), _mm_loadu_si128((const __m128i*)(s + i)));
-    std::memcpy(d + i, s + i, bytes - i);
-#else
-    std::memcpy(dst, src, bytes);
-#endif
-}
-
-inline void stream_fence() {
-#if defined(__x86_64__) || defined(_M_X64)
-    _mm_sfence();
-#endif
 }
 
 // A small persistent worker pool: threads block on a condition variable between calls (no spinning that would
@@ -291,7 +314,9 @@ int pack(const wbg_pack_args& a, int n_threads) {
     const int64_t plane = (int64_t)ph * pw;
     return parallel_rows((int64_t)n * ph, (int64_t)pw * 8, n_threads, [&](int64_t begin, int64_t end) {
         const int32_t width = a.width, dw = a.depth_w, aw = a.alpha_w, pwl = pw;
-        const bool direct = a.out_dtype == WBG_F32;  // float32 out: write the planes in place, no staging
+        // float32 out: planes written in place (ordinary stores: the refiner reads them next, so they should stay
+        // in cache); float16: staged and converted.
+        const bool direct = a.out_dtype == WBG_F32;
         std::vector<float> buf(direct ? 0 : (size_t)pwl * 5), vf((size_t)width * 3), vd(a.depth ? (size_t)dw : 0),
             va((size_t)aw);
         float* planes[5];
