@@ -6,20 +6,24 @@
 //     s  = max(fma(n_in / n_out, i + 0.5, -0.5), 0)     float32, one rounding (what torch computes)
 //     i0 = floor(s), i1 = min(i0 + 1, n_in - 1), w = s - i0
 // and a 2-D value is a lerp of lerps with lerp(a, b, w) = a + w * (b - a), in one of two fixed orders:
-//     bilerp_vh = lerp(lerp(a00, a10, wy), lerp(a01, a11, wy), wx)   vertical first: pack, and the coarse fallback
-//     bilerp_hv = lerp(lerp(a00, a01, wx), lerp(a10, a11, wx), wy)   horizontal first: finish (refined alpha)
-// (each order is the one that lets the CPU build touch the fewest samples: pack shrinks a frame, finish enlarges the
-// refine grid, so finish interpolates each refine row horizontally once and output rows blend two of those rows).
+//     bilerp_vh = lerp(lerp(a00, a10, wy), lerp(a01, a11, wy), wx)   vertical first: the u8 frame in pack
+//     bilerp_hv = lerp(lerp(a00, a01, wx), lerp(a10, a11, wx), wy)   horizontal first: every float plane (depth and
+//                                                                     alpha_coarse in pack, the refined alpha and the
+//                                                                     coarse fallback in finish)
+// (each order is the one that lets the CPU build touch the fewest samples: pack shrinks the frame, so it blends the
+// two frame rows it needs and then gathers columns; the float planes are enlarged, so each source row is widened
+// once and output rows blend two widened rows).
 // Every multiply/add is rounded separately (no FMA contraction: the CPU build uses -ffp-contract=off, the device
 // code __fmul_rn / __fadd_rn), so CPU and CUDA agree bit for bit and the numpy reference to the last float32
 // rounding; torch (which blends horizontally first) agrees to ~1e-7.
 //
-// Pack: R, G, B = sample(frame u8 channel) * (1 / 255.f) (BGR -> RGB); D = sample(depth) or 0; A = sample(alpha).
+// Pack: R, G, B = sample_vh(frame u8 channel) * (1 / 255.f) (BGR -> RGB); D = sample_hv(depth) or 0;
+// A = sample_hv(alpha_coarse).
 //
 // Finish, full grid: A_r = clamp(packed[4] + delta, 0, 1) on the refine grid; a = sample_hv(A_r) at the frame size.
 // Finish with patches (the patch rule): A_r is defined only on cells covered by a patch; where patches overlap,
 // the later patch in the list wins. An output pixel takes sample_hv(A_r) only if all four of its taps
-// (y0|y1, x0|x1) on the refine grid are covered; otherwise a = sample_vh(alpha_coarse) straight at the frame size.
+// (y0|y1, x0|x1) on the refine grid are covered; otherwise a = sample_hv(alpha_coarse) straight at the frame size.
 // (Implemented by marking uncovered cells NaN: any NaN tap makes the bilinear value NaN, whatever its weight.)
 // A single patch covering the grid gives exactly the full-grid result.
 //
@@ -173,14 +177,15 @@ WBG_HD void store(void* p, int32_t dtype, int64_t i, float v) {
         ((float*)p)[i] = v;
 }
 
-// Sampled u8 channel c of an interleaved BGR row pair, scaled to [0, 1].
+// Sampled u8 channel c of an interleaved BGR row pair (vertical first), scaled to [0, 1].
 WBG_HD float sample_u8(const uint8_t* row0, const uint8_t* row1, int32_t x0, int32_t x1, float wy, float wx) {
     return fmul(bilerp_vh((float)row0[x0], (float)row0[x1], (float)row1[x0], (float)row1[x1], wy, wx),
                 1.f / 255.f);
 }
 
+// A float plane (horizontal first).
 WBG_HD float sample_f32(const float* row0, const float* row1, int32_t x0, int32_t x1, float wy, float wx) {
-    return bilerp_vh(row0[x0], row0[x1], row1[x0], row1[x1], wy, wx);
+    return bilerp_hv(row0[x0], row0[x1], row1[x0], row1[x1], wy, wx);
 }
 
 // The per-pixel tail of finish: smoothing, clamp, outputs. `x` indexes pixels of row `y` (offset `pix`).

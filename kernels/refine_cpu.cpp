@@ -13,6 +13,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <thread>
@@ -299,6 +300,42 @@ int parallel_rows(int64_t n, int64_t work_per_row, int n_threads, Fn fn) {
     return status;
 }
 
+// Horizontal-first sampling of a float plane onto output rows (bilerp_hv): each source row is widened once per
+// patch into a two-row cache, and an output row blends two widened rows with one vectorised vertical lerp.
+class HvRows {
+  public:
+    HvRows(const float* src, int32_t src_w, const Taps& ty, const Taps& tx, int32_t n)
+        : src_(src), src_w_(src_w), ty_(ty), tx_(tx), h0_((size_t)n), h1_((size_t)n) {}
+
+    // Output row y, columns [xo, xo + n) of the virtual grid, for patch k (the cache key includes it).
+    void row(int32_t k, int32_t y, int32_t xo, int32_t n, float* out) {
+        const int32_t y0 = ty_.i0[(size_t)y], y1 = ty_.i1[(size_t)y];
+        const int64_t k0 = ((int64_t)k << 32) | (uint32_t)y0, k1 = ((int64_t)k << 32) | (uint32_t)y1;
+        if (have1_ == k0 && have0_ != k0) {  // the previous output row's lower source row is this one's upper
+            std::swap(h0_, h1_);
+            std::swap(have0_, have1_);
+        }
+        widen(k0, y0, xo, n, h0_, have0_);
+        widen(k1, y1, xo, n, h1_, have1_);
+        rows::vlerp_f32(h0_.data(), h1_.data(), ty_.w[(size_t)y], out, n);
+    }
+
+  private:
+    void widen(int64_t key, int32_t ys, int32_t xo, int32_t n, std::vector<float>& dst, int64_t& have) {
+        if (have == key) return;
+        rows::hlerp(src_ + (int64_t)ys * src_w_, tx_.i0.data() + xo, tx_.i1.data() + xo, tx_.w.data() + xo, 1.f,
+                    dst.data(), n);
+        have = key;
+    }
+
+    const float* src_;
+    int32_t src_w_;
+    const Taps& ty_;
+    const Taps& tx_;
+    std::vector<float> h0_, h1_;
+    int64_t have0_ = -1, have1_ = -1;
+};
+
 int pack(const wbg_pack_args& a, int n_threads) {
     const bool full = a.n_patches == 0;
     const int32_t n = full ? 1 : a.n_patches;
@@ -317,8 +354,9 @@ int pack(const wbg_pack_args& a, int n_threads) {
         // float32 out: planes written in place (ordinary stores: the refiner reads them next, so they should stay
         // in cache); float16: staged and converted.
         const bool direct = a.out_dtype == WBG_F32;
-        std::vector<float> buf(direct ? 0 : (size_t)pwl * 5), vf((size_t)width * 3), vd(a.depth ? (size_t)dw : 0),
-            va((size_t)aw);
+        std::vector<float> buf(direct ? 0 : (size_t)pwl * 5), vf((size_t)width * 3);
+        HvRows alpha(a.alpha, aw, ay, ax, pwl);
+        std::unique_ptr<HvRows> depth(a.depth ? new HvRows(a.depth, dw, dy, dx, pwl) : nullptr);
         float* planes[5];
         for (int64_t row_id = begin; row_id < end; ++row_id) {
             const int32_t k = (int32_t)(row_id / ph), row = (int32_t)(row_id % ph);
@@ -334,22 +372,11 @@ int pack(const wbg_pack_args& a, int n_threads) {
                 rows::hlerp_bgr(vf.data(), fx.i0.data() + xo, fx.i1.data() + xo, fx.w.data() + xo, 1.f / 255.f,
                                 planes[0], planes[1], planes[2], pwl);
             }
-            if (a.depth) {
-                const int32_t lo = dx.i0[(size_t)xo], hi = dx.i1[(size_t)(xo + pwl - 1)] + 1;
-                rows::vlerp_f32(a.depth + (int64_t)dy.i0[(size_t)y] * dw + lo,
-                                a.depth + (int64_t)dy.i1[(size_t)y] * dw + lo, dy.w[(size_t)y], vd.data() + lo,
-                                hi - lo);
-                rows::hlerp(vd.data(), dx.i0.data() + xo, dx.i1.data() + xo, dx.w.data() + xo, 1.f, planes[3], pwl);
-            } else {
+            if (depth)
+                depth->row(k, y, xo, pwl, planes[3]);
+            else
                 std::fill(planes[3], planes[3] + pwl, 0.f);
-            }
-            {
-                const int32_t lo = ax.i0[(size_t)xo], hi = ax.i1[(size_t)(xo + pwl - 1)] + 1;
-                rows::vlerp_f32(a.alpha + (int64_t)ay.i0[(size_t)y] * aw + lo,
-                                a.alpha + (int64_t)ay.i1[(size_t)y] * aw + lo, ay.w[(size_t)y], va.data() + lo,
-                                hi - lo);
-                rows::hlerp(va.data(), ax.i0.data() + xo, ax.i1.data() + xo, ax.w.data() + xo, 1.f, planes[4], pwl);
-            }
+            alpha.row(k, y, xo, pwl, planes[4]);
             if (!direct)
                 for (int32_t p = 0; p < 5; ++p) put(a.out, a.out_dtype, o + p * plane, planes[p], pwl);
         }

@@ -6,8 +6,8 @@ Every step uses the same float32 operations, in the same order, as `refine.cuh`:
 - bilinear sampling with `align_corners=False` pixel centres (cv2 INTER_LINEAR / torch interpolate):
   ``s = max(fma(in / out, i + 0.5, -0.5), 0)`` in float32 (one rounding, as torch), ``i0 = floor(s)``,
   ``i1 = min(i0 + 1, in - 1)``, ``w = s - i0``;
-  the value is a lerp of lerps, ``lerp(a, b, w) = a + w * (b - a)``, vertical first for pack and the coarse
-  fallback, horizontal first for the refined alpha in finish (`resize(..., order=)`);
+  the value is a lerp of lerps, ``lerp(a, b, w) = a + w * (b - a)``, vertical first for the u8 frame,
+  horizontal first for every float plane (`resize(..., order=)`);
 - u8 quantisation ``floor(v * 255 + 0.5)`` of a value clamped to [0, 1]; composite in Q15 fixed point,
   ``b + ((f - b) * floor(a * 32767 + 0.5) + 16384) >> 15``.
 
@@ -80,9 +80,9 @@ def pack(frame: np.ndarray, depth: np.ndarray | None, alpha_coarse: np.ndarray, 
     out = []
     for rows, cols in windows:
         rgb = resize(frame, hr, wr, rows, cols)[..., ::-1] * INV255
-        d = (resize(depth, hr, wr, rows, cols) if depth is not None
+        d = (resize(depth, hr, wr, rows, cols, order="hv") if depth is not None
              else np.zeros((len(rows), len(cols)), F32))
-        a = resize(alpha_coarse, hr, wr, rows, cols)
+        a = resize(alpha_coarse, hr, wr, rows, cols, order="hv")
         out.append(np.concatenate([rgb.transpose(2, 0, 1), d[None], a[None]], axis=0))
     return np.stack(out).astype(F32)
 
@@ -121,7 +121,7 @@ def finish(packed: np.ndarray, delta: np.ndarray, frame: np.ndarray, refine_size
         y0, y1, _ = taps(refine_size[0], h)
         x0, x1, _ = taps(refine_size[1], w)
         ok = mask[y0][:, x0] & mask[y1][:, x0] & mask[y0][:, x1] & mask[y1][:, x1]
-        a = np.where(ok, a, resize(alpha_coarse, h, w))
+        a = np.where(ok, a, resize(alpha_coarse, h, w, order="hv"))
     if prev_alpha is not None:
         a = lerp(a, prev_alpha.astype(F32), F32(smoothing))
     a = np.clip(a, F32(0.0), F32(1.0)).astype(F32)
