@@ -129,18 +129,36 @@ def add_pipeline_options(p: argparse.ArgumentParser, with_output: bool = True) -
                        default=None, help="overlap the depth of frame t+1 with the rest of frame t on a second thread")
     g.add_argument("--threads", type=_int_range(1, 1024), metavar="N",
                    help="ONNX Runtime threads per model (default: all cores)")
+    g.add_argument("--patch-context", dest="patch_context", type=_int_range(0, 256, 2), metavar="C",
+                   help="refine pixels of context around each patch (even)")
+    _add_new_config_fields(g)
+
+
+def _add_new_config_fields(g) -> None:
+    """A PipelineConfig field without a hand-written flag still gets one (typed from its annotation,
+    checked by PipelineConfig itself), so flags stay 1:1 with the fields as the config grows."""
+    from .pipeline import PipelineConfig
+    for f in dataclasses.fields(PipelineConfig):
+        if f.name in PIPELINE_FLAGS:
+            continue
+        flag, t = "--" + f.name.replace("_", "-"), str(f.type)
+        if "bool" in t:
+            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            conv = int if "int" in t else float if "float" in t else str
+            g.add_argument(flag, dest=f.name, type=conv, default=None, help=f"PipelineConfig.{f.name}")
 
 
 PIPELINE_FLAGS = ("bundle", "backend", "model_res", "refine_res", "depth", "depth_res", "depth_every",
                   "depth_motion", "patches", "patch_size", "band_dilation", "full_grid_above", "smoothing",
-                  "mode", "background", "overlap", "threads")
+                  "mode", "background", "overlap", "threads", "patch_context")
 
 
 def make_config(args: argparse.Namespace, **overrides):
     """PipelineConfig from the flags the user gave (others keep their defaults) plus `overrides`."""
     from .pipeline import PipelineConfig
     fields = {f.name for f in dataclasses.fields(PipelineConfig)}
-    kw = {k: getattr(args, k) for k in PIPELINE_FLAGS if getattr(args, k, None) is not None and k in fields}
+    kw = {k: getattr(args, k) for k in fields if getattr(args, k, None) is not None}
     kw.update({k: v for k, v in overrides.items() if k in fields})
     try:
         return PipelineConfig(**kw)
@@ -240,7 +258,8 @@ def _report_run(args, src, sink, stats, mode) -> None:
     s = src.stats
     where = "stdout" if args.out in ("-", "pipe:", "pipe:1") else args.out
     enc = f", {sink.encoder_name} via {sink.backend}" if hasattr(sink, "encoder_name") else ""
-    _note(f"wrote {stats.frames} frames ({mode}{enc}) to {where} in {stats.wall_s:.1f} s: {stats.fps:.1f} fps, "
+    n = getattr(sink, "frames", stats.frames)
+    _note(f"wrote {n} frames ({mode}{enc}) to {where} in {stats.wall_s:.1f} s: {stats.fps:.1f} fps, "
           f"latency {stats.latency_ms:.0f} ms median; dropped {s.dropped}, reconnects {s.reconnects}"
           f" ({stats.ended_by})")
     if getattr(sink, "pix_fmt", None):
@@ -475,7 +494,9 @@ def cmd_batch(args) -> int:
     cfg = BatchConfig(outdir=args.outdir, workers=args.workers or max(1, (os.cpu_count() or 2) // 2), ray=args.ray,
                       resume=args.resume, chunk_frames=args.chunk_frames, overlap=args.overlap,
                       batch_frames=args.batch_frames, summary=args.summary)
-    job = Job(pipeline_config=make_config(args, mode=mode), outdir=str(args.outdir), output_mode=mode,
+    # batch's --overlap is its chunk overlap (frames), not PipelineConfig.overlap
+    pipe_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "overlap"})
+    job = Job(pipeline_config=make_config(pipe_args, mode=mode), outdir=str(args.outdir), output_mode=mode,
               format=args.format, batch_frames=args.batch_frames)
     with stop_on_signals():
         report = run_batch(args.inputs, cfg, job, stream=sys.stderr)

@@ -11,8 +11,9 @@
 
 Contract: `Sink.write(image)` takes uint8 HxW (alpha or grey), HxWx3 BGR or HxWx4 BGRA. The first
 frame fixes the output size; later frames of another size are resized to it (counted in `resized`).
-`Sink.modes` lists the output modes ("composite", "rgba", "alpha") the sink can store and
-`Sink.prefers` the one to use when the user names none.
+`Sink.modes` lists the output modes ("composite", "rgba", "alpha") the sink can store,
+`Sink.prefers` the one to use when the user names none, and `Sink.threadable` whether it may be
+driven from a writer thread (files and pipes yes; the GUI window must stay on the main thread).
 
 Files are written to a hidden temporary name beside the target and renamed on `close()`, so the
 target path only ever holds a finished, playable file; `close()` always finalizes what was written
@@ -115,6 +116,8 @@ def _check_target(path: Path, where: str) -> None:
 
 class VideoSink:
     """A video file: PyAV (H.264 / ProRes 4444 / VP9 with alpha / qtrle) or OpenCV (mp4v, MJPG)."""
+
+    threadable = True  # may write on a thread of its own (wbg_edge.stream), one frame at a time
 
     def __init__(self, path: str, fps: float = 25.0, codec: str | None = None, encoder: str = "auto",
                  quality: int = 20):
@@ -284,6 +287,7 @@ class PngSink:
 
     modes = MODES
     prefers = "rgba"
+    threadable = True
 
     def __init__(self, target: str):
         self.where = target
@@ -346,6 +350,7 @@ class RawPipeSink:
 
     modes = MODES
     prefers = "composite"
+    threadable = True
 
     def __init__(self, fd: int | None = None):
         self.fd = sys.stdout.fileno() if fd is None else fd

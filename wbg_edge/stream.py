@@ -12,6 +12,7 @@ It never prints; `StreamStats` collects what happened for the caller to report.
 """
 from __future__ import annotations
 
+import queue
 import resource
 import sys
 import threading
@@ -63,13 +64,52 @@ def output_image(matte, mode: str) -> np.ndarray:
     raise ValueError(f"the pipeline made {getattr(matte, 'mode', '?')} output, the sink wants {mode}")
 
 
+class _WriterThread:
+    """Runs `sink.write` on its own thread behind a one-slot queue, so encoding overlaps inference.
+
+    At most two images are in flight (one queued, one being written); the Pipeline keeps a Matte's
+    arrays valid for the next two `process` calls, so nothing is copied. A sink error is raised in
+    the caller's thread on the next `put` or at `finish`.
+    """
+
+    def __init__(self, sink):
+        self.sink, self.error = sink, None
+        self.q: queue.Queue = queue.Queue(maxsize=1)
+        self.thread = threading.Thread(target=self._run, name="sink-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            image = self.q.get()
+            if image is None:
+                return
+            if self.error is None:
+                try:
+                    self.sink.write(image)
+                except BaseException as e:  # raised again in the caller's thread
+                    self.error = e
+
+    def put(self, image: np.ndarray) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put(image)
+
+    def finish(self) -> None:
+        self.q.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 def run_stream(source, pipeline, sink, mode: str = "composite", stop: threading.Event | None = None,
                max_frames: int | None = None, stats: StreamStats | None = None,
-               read_timeout: float = 0.25) -> Iterator[Tick]:
-    """Yield one Tick per frame written; returns at the end of the input, on `stop`, or after
-    `max_frames`. Source, pipeline and sink errors propagate (the caller closes what it opened).
+               read_timeout: float = 0.25, sink_thread: bool = True) -> Iterator[Tick]:
+    """Yield one Tick per frame handed to the sink; returns at the end of the input, on `stop`, or
+    after `max_frames`. Source, pipeline and sink errors propagate (the caller closes what it opened).
 
     Frames go through `pipeline.stream`, so a pipeline configured to overlap its stages does so here.
+    File and pipe sinks (`sink.threadable`) write on their own thread unless `sink_thread=False`;
+    every frame handed over is written before this returns.
     """
     if mode not in OUTPUT_MODES:
         raise ValueError(f"output mode must be one of {OUTPUT_MODES}, got {mode!r}")
@@ -99,13 +139,15 @@ def run_stream(source, pipeline, sink, mode: str = "composite", stop: threading.
     run = getattr(pipeline, "stream", None)
     mattes = run(frames()) if run is not None else (pipeline.process(f) for f in frames())
     window: deque[float] = deque(maxlen=32)  # write times of the last frames, for the fps readout
+    writer = _WriterThread(sink) if sink_thread and getattr(sink, "threadable", False) else None
+    write = writer.put if writer is not None else sink.write
     t0 = time.perf_counter()
     try:
         for matte in mattes:
             frame, t_in = pulled.popleft()
             image = output_image(matte, mode)
             try:
-                sink.write(image)
+                write(image)
             except SinkClosed:
                 stats.ended_by = "output closed"
                 return
@@ -120,6 +162,8 @@ def run_stream(source, pipeline, sink, mode: str = "composite", stop: threading.
         close = getattr(mattes, "close", None)
         if close is not None:
             close()  # stops an overlapping pipeline's worker thread
+        if writer is not None:
+            writer.finish()  # every frame handed over is written (or its error raised) before we return
         stats.wall_s = time.perf_counter() - t0
 
 
