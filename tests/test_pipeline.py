@@ -34,9 +34,9 @@ def _slice(src, dst, ch):
     return nodes + [helper.make_node("Slice", [src, dst + "_s", dst + "_e", dst + "_a"], [dst])]
 
 
-def _save(path, nodes, inp, in_shape, out, out_shape):
+def _save(path, nodes, inp, in_shape, out, out_shape, initializers=()):
     g = helper.make_graph(nodes, path.stem, [helper.make_tensor_value_info(inp, F, in_shape)],
-                          [helper.make_tensor_value_info(out, F, out_shape)])
+                          [helper.make_tensor_value_info(out, F, out_shape)], initializer=list(initializers))
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 9
     onnx.checker.check_model(m)
@@ -73,6 +73,19 @@ def pointwise_refiner(path):
     _save(path, nodes, "input", ["N", 5, "H", "W"], "delta", ["N", 1, "H", "W"])
 
 
+def conv_refiner(path):
+    """delta = 2 * a * (1 - a) * (box5x5(G) - 0.5): sees 2 pixels around each output, like a real refiner
+    sees its receptive field, so patches without context differ from the full grid at patch borders."""
+    w = helper.make_tensor("w", F, [1, 1, 5, 5], [1.0 / 25] * 25)
+    nodes = _slice("input", "a", 4) + _slice("input", "g", 1) + [
+        _const("k1", 1.0), _const("k2", 2.0), _const("k05", 0.5),
+        helper.make_node("Conv", ["g", "w"], ["gb"], pads=[2, 2, 2, 2]),
+        helper.make_node("Sub", ["k1", "a"], ["ia"]), helper.make_node("Mul", ["a", "ia"], ["aa"]),
+        helper.make_node("Sub", ["gb", "k05"], ["g1"]), helper.make_node("Mul", ["aa", "g1"], ["t"]),
+        helper.make_node("Mul", ["t", "k2"], ["delta"])]
+    _save(path, nodes, "input", ["N", 5, "H", "W"], "delta", ["N", 1, "H", "W"], [w])
+
+
 def rgb_segmenter(path, size=(64, 96)):
     """Fixed-size rgb contract: alpha = clip(2 * R - 0.5, 0, 1) at (1, 3, 64, 96)."""
     nodes = _slice("image", "r", 0) + [
@@ -82,7 +95,7 @@ def rgb_segmenter(path, size=(64, 96)):
     _save(path, nodes, "image", [1, 3, *size], "alpha", [1, 1, *size])
 
 
-def make_bundle(root, coarse="soft", depth=True):
+def make_bundle(root, coarse="soft", depth=True, refiner="pointwise"):
     root.mkdir(parents=True, exist_ok=True)
     arts = []
 
@@ -99,7 +112,7 @@ def make_bundle(root, coarse="soft", depth=True):
     else:
         soft_matting(root / "matting.onnx", nan_when_dark=coarse == "nan")
         add("coarse", "matting.onnx", "rgbd", {"input": ["N", 4, "H", "W"]}, {"alpha": ["N", 1, "H", "W"]})
-    pointwise_refiner(root / "refiner.onnx")
+    (conv_refiner if refiner == "conv" else pointwise_refiner)(root / "refiner.onnx")
     add("refiner", "refiner.onnx", "refiner", {"input": ["N", 5, "H", "W"]}, {"delta": ["N", 1, "H", "W"]})
     write_bundle(Bundle(root=root, name=root.name, artifacts=tuple(arts), model_res=128, refine_res=256))
     return root
@@ -210,6 +223,7 @@ def test_wrong_hash_is_refused(tmp_path):
 @pytest.mark.parametrize("kw, word", [(dict(model_res=100), "model_res"), (dict(mode="x"), "mode"),
                                       (dict(background="nope"), "background"), (dict(patch_size=12), "patch_size"),
                                       (dict(depth_every=0), "depth_every"), (dict(smoothing=1.0), "smoothing"),
+                                      (dict(patch_context=3), "patch_context"),
                                       (dict(backend="tpu"), "backend")])
 def test_config_errors_name_the_field(kw, word):
     with pytest.raises(ValueError, match=word) as e:
@@ -237,6 +251,28 @@ def test_patches_agree_with_full_grid_where_the_band_covers_the_edges(toy):
     plain.refiner_model.backend.run = _zero_delta(plain.refiner_model.backend.run)
     coarse_only = plain.process(frame).alpha
     assert np.abs(part.alpha - coarse_only).max() > 0.05
+
+
+def test_patch_context_removes_seams(tmp_path, monkeypatch):
+    """With a refiner that looks 2 pixels around, patches need 2 pixels of context to equal the full grid."""
+    root = make_bundle(tmp_path / "conv", refiner="conv")
+    frame = disc_frame(360, 480)
+    full = toy_pipeline(root, patches=False, mode="alpha").process(frame).alpha.copy()
+    seams = toy_pipeline(root, patch_size=16, mode="alpha").process(frame)
+    ctx = toy_pipeline(root, patch_size=16, patch_context=2, mode="alpha").process(frame)
+    assert 0 < ctx.refined == seams.refined < 0.5
+    assert np.abs(seams.alpha - full).max() > 5e-3  # zero padding at the patch borders shows
+    assert np.abs(ctx.alpha - full).max() < 2e-3
+    edge = disc_frame(360, 480, cx=40)  # the band reaches the frame border: windows shift inside the grid
+    full = toy_pipeline(root, patches=False, mode="alpha").process(edge).alpha.copy()
+    pipe = toy_pipeline(root, patch_size=16, patch_context=8, mode="alpha")
+    seen = []
+    inner = Pipeline._inner
+    monkeypatch.setattr(Pipeline, "_inner", staticmethod(lambda b, p, d, off, s: (seen.append(off), inner(b, p, d,
+                                                                                                       off, s))[1]))
+    big = pipe.process(edge)
+    assert np.abs(big.alpha - full).max() < 2e-3
+    assert len(np.unique(seen[0], axis=0)) > 1
 
 
 def _zero_delta(run):

@@ -54,6 +54,8 @@ class PipelineConfig:
     depth_motion: float = 0.02         # ... unless the mean |change| of the depth input (in [0, 1]) exceeds this
     patches: bool = True               # refine only boundary-band patches (False: the full refine grid)
     patch_size: int = 32               # P, patches are P x P on the refine grid, multiple of 8
+    patch_context: int = 0             # refine pixels of context around each patch (even; the refiner sees
+                                       # (P + 2c)^2, only the inner P x P is kept: no seams between patches)
     band_dilation: int = 2             # band dilation, in coarse pixels
     full_grid_above: float = 0.6       # band covering more than this fraction of the grid: refine the full grid
     smoothing: float = 0.0             # temporal EMA of alpha: a = s * previous + (1 - s) * current
@@ -76,6 +78,8 @@ class PipelineConfig:
             raise ValueError(f"depth_motion must be in [0, 1], got {self.depth_motion!r}")
         if not isinstance(self.patch_size, int) or self.patch_size < 8 or self.patch_size % 8 or self.patch_size > 512:
             raise ValueError(f"patch_size must be a multiple of 8 in [8, 512], got {self.patch_size!r}")
+        if not isinstance(self.patch_context, int) or not 0 <= self.patch_context <= 64 or self.patch_context % 2:
+            raise ValueError(f"patch_context must be an even integer in [0, 64], got {self.patch_context!r}")
         if not isinstance(self.band_dilation, int) or not 0 <= self.band_dilation <= 64:
             raise ValueError(f"band_dilation must be an integer in [0, 64], got {self.band_dilation!r}")
         if not 0.0 <= self.full_grid_above <= 1.0:
@@ -207,8 +211,10 @@ class _Back:
     band: BandSelector | None
     pack_full: np.ndarray
     delta_full: np.ndarray
-    pack_patches: np.ndarray | None
+    pack_patches: np.ndarray | None       # (max, 5, Q, Q), Q = P + 2 * context
     delta_patches: np.ndarray | None
+    pack_inner: np.ndarray | None         # (max, 5, P, P) inner windows when context > 0
+    delta_inner: np.ndarray | None
     alphas: list[np.ndarray]
     images: list[np.ndarray]
     background: Background
@@ -453,21 +459,25 @@ class Pipeline:
             return b
         hr, wr = g.refine
         p = self.config.patch_size
+        q = p + 2 * self.config.patch_context
         dt_in, dt_out = self.refiner_model.in_dtype, self.refiner_model.out_dtype
         band = None
-        pack_p = delta_p = None
-        if self.config.patches and p <= min(hr, wr):
+        pack_p = delta_p = pack_i = delta_i = None
+        if self.config.patches and q <= min(hr, wr):
             hc, wc = self._coarse_out_shape(g)
             band = BandSelector((hc, wc), (hr, wr), p, self.config.band_dilation)
-            pack_p = np.empty((band.max_patches, 5, p, p), dt_in)
-            delta_p = np.empty((band.max_patches, 1, p, p), dt_out)
+            pack_p = np.empty((band.max_patches, 5, q, q), dt_in)
+            delta_p = np.empty((band.max_patches, 1, q, q), dt_out)
+            if q != p:
+                pack_i = np.empty((band.max_patches, 5, p, p), dt_in)
+                delta_i = np.empty((band.max_patches, 1, p, p), dt_out)
             limit = self.refiner_model.backend.max_shape(self.refiner_model.inp)
             self._max_batch = limit[0] if limit else band.max_patches  # engine profiles bound the batch
         h, w = g.frame
         img_shape = {"alpha": (h, w), "rgba": (h, w, 4), "composite": (h, w, 3)}[self.mode]
         b = _Back(g, band, np.empty((1, 5, hr, wr), dt_in), np.empty((1, 1, hr, wr), dt_out), pack_p, delta_p,
-                  [np.zeros((h, w), np.float32) for _ in range(3)], [np.zeros(img_shape, np.uint8) for _ in range(3)],
-                  Background(self._background_spec))
+                  pack_i, delta_i, [np.zeros((h, w), np.float32) for _ in range(3)],
+                  [np.zeros(img_shape, np.uint8) for _ in range(3)], Background(self._background_spec))
         if len(self._backs) >= 2:  # at most two sizes in flight (overlap across a size change)
             self._backs.pop(next(iter(self._backs)))
         self._backs[g.frame] = b
@@ -505,6 +515,8 @@ class Pipeline:
             tm["coarse"] = (t1 - t0) * 1e3
         if not bad:
             hr, wr = g.refine
+            p, c = self.config.patch_size, self.config.patch_context
+            q = p + 2 * c
             patches = None
             if b.band is not None:
                 patches = b.band.select(alpha_coarse)
@@ -512,26 +524,34 @@ class Pipeline:
                 if n == 0:  # nothing uncertain: one patch keeps the data path uniform
                     patches = b.band._origins[:1]
                     n = 1
-                if n * self.config.patch_size ** 2 > self.config.full_grid_above * hr * wr or n > self._max_batch:
+                if n * q * q > self.config.full_grid_above * hr * wr or n > self._max_batch:
                     patches = None
             t2 = time.perf_counter()
             tm["band"] = (t2 - t1) * 1e3
             if patches is None:
                 packed, delta = b.pack_full, b.delta_full
                 refined = 1.0
+                native.refine_pack(frame, slot.depth, alpha_coarse, packed, refine_size=(hr, wr))
             else:
                 n = len(patches)
                 packed, delta = b.pack_patches[:n], b.delta_patches[:n]
-                refined = n * self.config.patch_size ** 2 / (hr * wr)
-            native.refine_pack(frame, slot.depth, alpha_coarse, packed, patches=patches,
-                               patch_size=self.config.patch_size if patches is not None else 0,
-                               refine_size=(hr, wr))
+                refined = n * p * p / (hr * wr)
+                windows = patches
+                if c:  # windows with context, shifted inside the grid at its borders
+                    windows = np.empty_like(patches)
+                    np.clip(patches[:, 0] - c, 0, hr - q, out=windows[:, 0])
+                    np.clip(patches[:, 1] - c, 0, wr - q, out=windows[:, 1])
+                native.refine_pack(frame, slot.depth, alpha_coarse, packed, patches=windows, patch_size=q,
+                                   refine_size=(hr, wr))
             t3 = time.perf_counter()
             tm["pack"] = (t3 - t2) * 1e3
             self.refiner_model(packed, out=delta)
             t4 = time.perf_counter()
             tm["refiner"] = (t4 - t3) * 1e3
             bad = not np.isfinite(delta.sum())
+            if not bad and patches is not None and c:
+                packed, delta = self._inner(b, packed, delta, patches - windows, p)
+                t4 = time.perf_counter()
         if not bad:
             native.refine_finish(packed, delta, frame, alpha_out, patches=patches, refine_size=(hr, wr),
                                  alpha_coarse=alpha_coarse, mode=self.mode, background=background, out=image_out,
@@ -547,6 +567,22 @@ class Pipeline:
         tm["overhead"] = tm["total"] - tm["models"]
         self._prev_alpha = alpha_out
         return Matte(alpha_out, image_out, self.mode, tm, slot.index, refined, passthrough=bad)
+
+    @staticmethod
+    def _inner(b: _Back, packed: np.ndarray, delta: np.ndarray, offsets: np.ndarray, p: int):
+        """The P x P windows at `offsets` (N, 2) inside the (N, ., Q, Q) context windows (counted in finish)."""
+        n = len(offsets)
+        pi, di = b.pack_inner[:n], b.delta_inner[:n]
+        groups, inverse = np.unique(offsets, axis=0, return_inverse=True)
+        for k, (oy, ox) in enumerate(groups):
+            if len(groups) == 1:
+                np.copyto(pi, packed[:, :, oy:oy + p, ox:ox + p])
+                np.copyto(di, delta[:, :, oy:oy + p, ox:ox + p])
+            else:  # windows moved at the grid border have their own offsets
+                sel = np.flatnonzero(inverse.reshape(-1) == k)
+                pi[sel] = packed[sel, :, oy:oy + p, ox:ox + p]
+                di[sel] = delta[sel, :, oy:oy + p, ox:ox + p]
+        return pi, di
 
     def _passthrough(self, frame, prev, alpha_out, image_out, background) -> None:
         """A model returned NaN / Inf: keep the previous alpha (or all foreground), count it, warn once."""
