@@ -5,8 +5,9 @@ same generated clips, and the Ray overhead against the local pool.
 
 Each worker gets cores / workers inference threads, in both executors, so the two compare like for
 like. Ray is started once (num_cpus = the largest worker count); its start-up is reported apart from
-the job times, which count everything else a user waits for (pool spawn, model loading, decode,
-inference, encode, stitching, records). Outputs are PNG folders (no encoder cost in the figures).
+the job times, which count everything else a user waits for (pool spawn / actor start, model loading,
+decode, inference, PNG writes, records). Configs run interleaved for --repeat rounds and the median
+wall time is reported, so load drift on a shared machine hits every config alike.
 """
 from __future__ import annotations
 
@@ -61,21 +62,21 @@ def run_once(clips: list[Path], workers: int, ray: str | None, work: Path) -> di
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=4)
-    ap.add_argument("--frames", type=int, default=48, help="frames per clip")
+    ap.add_argument("--frames", type=int, default=24, help="frames per clip")
     ap.add_argument("--size", default="640x360")
     ap.add_argument("--workers", default="1,2", help="comma list of worker counts")
+    ap.add_argument("--repeat", type=int, default=2, help="rounds; each runs every config once, interleaved")
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--json", help="also write the results as JSON")
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))
     counts = [int(v) for v in args.workers.split(",")]
     work = Path(tempfile.mkdtemp(prefix="wbg-bench-batch-"))
-    rows: list[dict] = []
+    runs: dict[tuple[str, int], list[dict]] = {}
     ray_start = None
+    ray = None
     try:
         clips = [make_clip(work / f"clip{i}.mp4", args.frames, (w, h), i) for i in range(args.clips)]
-        for n in counts:
-            rows.append(run_once(clips, n, None, work))
         if not args.no_ray:
             import ray
 
@@ -85,23 +86,33 @@ def main() -> int:
             ray.init(num_cpus=max(counts), include_dashboard=False, object_store_memory=256 << 20,
                      log_to_driver=False)
             ray_start = round(time.perf_counter() - t0, 2)
-            try:
-                for n in counts:
-                    rows.append(run_once(clips, n, "auto", work))
-            finally:
-                ray.shutdown()
+        # Interleaved rounds: on a shared machine the load drifts; each config sees the same drift.
+        for _ in range(args.repeat):
+            for n in counts:
+                for executor in ("local",) + (() if args.no_ray else ("ray",)):
+                    r = run_once(clips, n, "auto" if executor == "ray" else None, work)
+                    runs.setdefault((executor, n), []).append(r)
     finally:
+        if ray is not None:
+            ray.shutdown()
         shutil.rmtree(work, ignore_errors=True)
+    rows = []
+    for (executor, n), rs in runs.items():
+        walls = sorted(r["wall_s"] for r in rs)
+        row = dict(rs[0], wall_s=round(float(np.median(walls)), 2), runs_wall_s=walls)
+        row["fps"] = round(row["frames"] / row["wall_s"], 2)
+        rows.append(row)
     local = {r["workers"]: r for r in rows if r["executor"] == "local"}
-    print(f"{args.clips} clips x {args.frames} frames at {w}x{h}, {os.cpu_count()} cores"
+    print(f"{args.clips} clips x {args.frames} frames at {w}x{h}, {os.cpu_count()} cores, median of {args.repeat}"
           + (f"; Ray start-up {ray_start} s (not in the job times)" if ray_start is not None else ""))
-    print(f"{'executor':<9}{'workers':>8}{'threads':>8}{'frames':>8}{'wall s':>8}{'frames/s':>10}{'vs local':>10}")
+    print(f"{'executor':<9}{'workers':>8}{'threads':>8}{'frames':>8}{'wall s':>8}{'frames/s':>10}{'vs local':>10}"
+          f"  runs (s)")
     for r in rows:
         base = local.get(r["workers"])
-        rel = f"{100 * (r['wall_s'] / base['wall_s'] - 1):+.0f}%" if base and r is not base else ""
-        r["overhead_vs_local_pct"] = None if not rel else round(100 * (r["wall_s"] / base["wall_s"] - 1), 1)
+        r["overhead_vs_local_pct"] = None if r is base else round(100 * (r["wall_s"] / base["wall_s"] - 1), 1)
+        rel = "" if r["overhead_vs_local_pct"] is None else f"{r['overhead_vs_local_pct']:+.0f}%"
         print(f"{r['executor']:<9}{r['workers']:>8}{r['threads_per_worker']:>8}{r['frames']:>8}{r['wall_s']:>8.1f}"
-              f"{r['fps']:>10.1f}{rel:>10}")
+              f"{r['fps']:>10.1f}{rel:>10}  {r['runs_wall_s']}")
     if args.json:
         doc = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": " ".join(sys.argv),
                "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),

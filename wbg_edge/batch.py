@@ -551,6 +551,8 @@ def plan(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, job: Job) -> tup
         if cfg.resume and is_complete(cfg.outdir, item, wants[name]):
             item.status = "skipped"
             item.frames = json.loads(record_path(cfg.outdir, name).read_text()).get("frames", 0)
+        else:  # to be made again: an old record must not vouch for the new output before it is finished
+            record_path(cfg.outdir, name).unlink(missing_ok=True)
         items.append(item)
     return items, wants
 

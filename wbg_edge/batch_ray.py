@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -21,6 +22,7 @@ import numpy as np
 from wbg_edge.batch import RAY_EXTRA_HINT, BatchError, Job, Unit, UnitRunner
 
 LOCAL_OBJECT_STORE_BYTES = 256 << 20  # rows are small JSON strings; frames never go through the store
+RETRIES = 3                           # restarts of a dead actor, and retries of the Unit it was running
 
 
 class RayUnitWorker:
@@ -74,12 +76,26 @@ def run_ray(job: Job, units: Sequence[Unit], address: str, workers: int | None,
                 job = dataclasses.replace(job, threads=1)
             size, res = workers or int(ray.cluster_resources().get("CPU", 1)), {"num_cpus": 1}
         ds = ray.data.from_items([{"unit": u.to_json()} for u in units], override_num_blocks=len(units))
+        # A dead actor is restarted and its Unit retried, a bounded number of times (Ray Data's default is
+        # forever, which an input that crashes its decoder would turn into a hang); a Unit past that is
+        # dropped by Ray Data (max_errored_blocks) and reported failed below, and the others go on.
+        ctx.max_errored_blocks = len(units)
         pool = ray.data.ActorPoolStrategy(size=max(1, min(size, len(units))))
-        ds = ds.map_batches(RayUnitWorker, batch_size=1, compute=pool, fn_constructor_kwargs={"job": job}, **res)
+        with warnings.catch_warnings():  # max_restarts / max_task_retries only exist as ray_remote_args
+            warnings.simplefilter("ignore")
+            ds = ds.map_batches(RayUnitWorker, batch_size=1, compute=pool, fn_constructor_kwargs={"job": job},
+                                max_restarts=RETRIES, max_task_retries=RETRIES, **res)
+        returned: set[tuple[str, int]] = set()
         for row in ds.iter_rows():
-            on_result(json.loads(row["result"]))
+            res_d = json.loads(row["result"])
+            returned.add((res_d["name"], res_d["index"]))
+            on_result(res_d)
             if stop is not None and stop.is_set():
-                break
+                return
+        for u in units:
+            if (u.name, u.index) not in returned:
+                on_result({"name": u.name, "index": u.index, "frames": 0, "seconds": 0.0,
+                           "error": f"{u.input}: its Ray worker died {RETRIES + 1} times on it"})
     finally:
         if started:
             ray.shutdown()
