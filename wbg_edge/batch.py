@@ -51,7 +51,7 @@ class BatchError(ValueError):
 class BatchConfig:
     """How to run a batch job; the CLI fills it from `wbg-edge batch` flags (1:1)."""
     outdir: Path
-    workers: int | None = None        # None: one per GPU, else one per 2 cores (local); Ray: see batch_ray
+    workers: int | None = None        # None: one per GPU, else one per core (local); Ray: see batch_ray
     ray: str | None = None            # None: local pool; "auto": start a local Ray; else a cluster address
     resume: bool = False
     chunk_frames: int = 600           # videos longer than this are cut into chunks (0: never)
@@ -565,7 +565,7 @@ def run_batch(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, job: Job,
     if cfg.workers is not None and cfg.workers < 1:
         raise BatchError(f"--workers must be at least 1, got {cfg.workers}")
     gpus = len(_cuda_devices())
-    workers = cfg.workers or (gpus or max(1, (os.cpu_count() or 1) // 2))
+    workers = cfg.workers or gpus or os.cpu_count() or 1  # single-threaded workers scale best (RESULTS.md)
     if cfg.ray:
         try:
             from wbg_edge import batch_ray
@@ -630,7 +630,8 @@ def add_batch_parser(subparsers: Any, add_run_options: Callable[[Any], None] | N
                    help="video files, image folders, or .txt files listing them (one a line)")
     p.add_argument("-o", "--outdir", required=True, type=Path, metavar="OUTDIR")
     p.add_argument("--workers", type=int, default=None,
-                   help="worker processes / Ray actors, each with one Pipeline (default: CPU cores, or GPUs)")
+                   help="worker processes / Ray actors, each with one Pipeline (default: one per GPU, else one "
+                        "per core; with a Ray address: as many as the cluster's GPUs, else CPUs)")
     p.add_argument("--ray", metavar="auto|ADDRESS", default=None,
                    help="run as a Ray Data job: 'auto' starts a local Ray, else a cluster address (needs [batch])")
     p.add_argument("--resume", action="store_true", help="skip inputs whose outputs are complete")
