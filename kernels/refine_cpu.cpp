@@ -87,9 +87,15 @@ WBG_ROW void rgba(const uint8_t* fr, const float* a, uint8_t* o, int32_t n) {
     }
 }
 
-// Q15 alpha spread over the three channels of a BGR row
-WBG_ROW void spread3_q15(const float* a, int16_t* a3, int32_t n) {
-    for (int32_t i = 0; i < n; ++i) a3[3 * i] = a3[3 * i + 1] = a3[3 * i + 2] = (int16_t)wbg::alpha_q15(a[i]);
+// Q15 alpha spread over the three channels of a BGR row (q: n scratch values; two loops that both vectorise)
+WBG_ROW void spread3_q15(const float* a, int16_t* q, int16_t* a3, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) q[i] = (int16_t)wbg::alpha_q15(a[i]);
+    for (int32_t i = 0; i < n; ++i) {
+        const int16_t v = q[i];
+        a3[3 * i] = v;
+        a3[3 * i + 1] = v;
+        a3[3 * i + 2] = v;
+    }
 }
 
 // n bytes: o = composite(fg, bg, a3), all three interleaved with the same layout
@@ -413,7 +419,7 @@ int finish(const wbg_finish_args& f, int n_threads) {
         // Per thread: two refine rows interpolated horizontally to the output width (bilerp_hv: each refine row is
         // widened once and shared by the output rows between it and the next), and the output alpha row.
         std::vector<float> src((size_t)wr), tmp((size_t)wr), h0((size_t)w), h1((size_t)w), arow((size_t)w);
-        std::vector<int16_t> a3(f.mode == WBG_MODE_COMPOSITE ? (size_t)w * 3 : 0);
+        std::vector<int16_t> a3(f.mode == WBG_MODE_COMPOSITE ? (size_t)w * 4 : 0);  // 3w spread + w scratch
         std::vector<uint8_t> obuf((size_t)w * 4);
         int32_t have0 = -1, have1 = -1;
         auto fetch = [&](int32_t y, std::vector<float>& dst, int32_t& have) {
@@ -476,7 +482,7 @@ int finish(const wbg_finish_args& f, int n_threads) {
                     if (f.background_is_colour) {
                         rows::composite_colour(fr, f.background, a, ob, w);
                     } else {  // alpha spread over the three channels: the blend is one unit-stride byte loop
-                        rows::spread3_q15(a, a3.data(), w);
+                        rows::spread3_q15(a, a3.data() + 3 * w, a3.data(), w);
                         rows::composite(fr, f.background + pix * 3, a3.data(), ob, 3 * w);
                     }
                     stream_copy(f.out + pix * 3, ob, (size_t)w * 3);
