@@ -67,6 +67,8 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     save_every: int = 250
+    stop_at: int | None = None   # leave after this step (time-boxed runs); rerunning resumes
+    save_all_ranks: bool = False  # ranks > 0 also write OUT/rank<r>/ (checks that replicas agree)
     progress: bool = True
 
     @property
@@ -285,6 +287,8 @@ def train(cfg: TrainConfig) -> torch.nn.Module:
 
     def save(at: int) -> None:
         if rank != 0:
+            if cfg.save_all_ranks:
+                checkpoint.save(out / f"rank{rank}", model, cfg.stage, {**train_meta, "step": at, "total_steps": total})
             return
         checkpoint.save(out, model, cfg.stage, {**train_meta, "step": at, "total_steps": total})
         torch.save({"stage": cfg.stage, "step": at, "log": log, "optimizer": opt.state_dict()}, state_path)
@@ -297,7 +301,7 @@ def train(cfg: TrainConfig) -> torch.nn.Module:
     bar = tqdm(total=total, initial=step, desc=cfg.stage, disable=not cfg.progress or rank != 0, leave=False)
     with ThreadPoolExecutor(1) as pool:  # the next batch is generated while this one trains
         pending = pool.submit(stream.batch, step, cfg.batch_size, rank, world) if step < total else None
-        while step < total:
+        while step < min(total, cfg.stop_at or total):
             batch = {k: v.to(device) for k, v in pending.result().items()}
             if step + 1 < total:
                 pending = pool.submit(stream.batch, step + 1, cfg.batch_size, rank, world)
@@ -315,7 +319,7 @@ def train(cfg: TrainConfig) -> torch.nn.Module:
                             "parts": {k: v.item() for k, v in parts.items()}})
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             bar.update(1)
-            if step % cfg.save_every == 0 or step == total:
+            if step % cfg.save_every == 0 or step == total or step == cfg.stop_at:
                 save(step)
     bar.close()
     if step == 0 or (resume is not None and resume["step"] >= total and resume["stage"] == cfg.stage):
@@ -365,6 +369,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--save-every", type=int, default=d.save_every)
+    p.add_argument("--stop-at", type=int, default=None, help="leave after this step; rerun to resume")
+    p.add_argument("--save-all-ranks", action="store_true", help="ranks > 0 also save to OUT/rank<r>/")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     a = vars(p.parse_args(argv))
     a["data"] = tuple(a["data"])

@@ -1,0 +1,106 @@
+"""The default recipe: depth, matting, refiner-wild, refiner-synthetic on generated scenes (plus
+any dataset folders given), within a bounded CPU budget, then the ONNX bundle.
+
+    python -m training.recipes.default [--quick] [--out training/checkpoints/default] [--data DIR ...]
+
+Same seed, same bytes: every sample is a pure function of (seed, index) and the loop is
+deterministic on a given machine and thread count. The full recipe takes well under an hour on
+2 CPU cores; --quick (about a minute) exists for tests. Checkpoints: OUT/<kind>.safetensors +
+.json (the refiner after stage 2 is kept in OUT/refiner-wild/ for the stage 2 vs 3 comparison);
+optimizer states are removed at the end so the folder stays small enough to commit.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from training.train import TrainConfig, train
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    out: str = "training/checkpoints/default"
+    data: tuple[str, ...] = ()     # dataset folders added to the generator
+    seed: int = 0
+    depth_steps: int = 150
+    matting_steps: int = 700
+    wild_steps: int = 40
+    synthetic_steps: int = 300
+    batch_size: int = 6
+    crop: int = 160
+    bundle: str | None = "wbg_edge/models/default"  # None: checkpoints only
+    progress: bool = True
+
+
+QUICK = dict(depth_steps=6, matting_steps=10, wild_steps=4, synthetic_steps=8, batch_size=2, crop=64)
+
+
+def stages(cfg: RecipeConfig) -> list[TrainConfig]:
+    base = TrainConfig(data=("synthetic", *cfg.data), out=cfg.out, seed=cfg.seed, batch_size=cfg.batch_size,
+                       crop=cfg.crop, progress=cfg.progress, save_every=100, log_every=10)
+    return [replace(base, stage="depth", steps=cfg.depth_steps, lr=3e-3),
+            replace(base, stage="matting", steps=cfg.matting_steps, lr=3e-3, depth_dropout=0.3),
+            replace(base, stage="refiner-wild", steps=cfg.wild_steps, lr=1e-3),
+            replace(base, stage="refiner-synthetic", steps=cfg.synthetic_steps, lr=3e-3,
+                    coarse_source="mixed", p_degraded=0.4)]
+
+
+def run(cfg: RecipeConfig, log=lambda _msg: None) -> Path:
+    """Train the four stages into cfg.out; export the bundle when cfg.bundle is set."""
+    out = Path(cfg.out)
+    for tc in stages(cfg):
+        log(f"stage {tc.stage}: {tc.steps} steps of {tc.batch_size} x {tc.crop}^2")
+        train(tc)
+        if tc.stage == "refiner-wild":  # keep stage 2 beside stage 3 for the semi-transparent comparison
+            keep = out / "refiner-wild"
+            keep.mkdir(parents=True, exist_ok=True)
+            for suffix in (".safetensors", ".json"):
+                shutil.copyfile(out / f"refiner{suffix}", keep / f"refiner{suffix}")
+    for state in out.glob("*.state.pt"):
+        state.unlink()
+    if cfg.bundle:
+        export_bundle(out, Path(cfg.bundle), log)
+    return out
+
+
+def export_bundle(checkpoints: Path, bundle: Path, log) -> None:
+    """The export helper's public build (export/build.py): FP32 + FP16 ONNX, validated, manifest."""
+    try:
+        from export.build import BuildConfig, build
+    except ImportError as e:  # export extra missing: the checkpoints are still complete
+        log(f"bundle not written ({e}); run: python -m export.build_engine --onnx-only --checkpoints "
+            f"{checkpoints} --out {bundle}")
+        return
+    result = build(BuildConfig(out=bundle, source=checkpoints, target="onnx", name="default"))
+    log(f"bundle written to {bundle} in {result.seconds:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.recipes.default", description=__doc__.split("\n")[0])
+    d = RecipeConfig()
+    p.add_argument("--quick", action="store_true", help="a ~1 minute run (tests): tiny crops, few steps")
+    p.add_argument("--out", default=d.out)
+    p.add_argument("--data", nargs="*", default=[], help="dataset folders to add to the generator")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--bundle", default=d.bundle, help="bundle folder to export to")
+    p.add_argument("--no-bundle", dest="bundle", action="store_const", const=None, help="checkpoints only")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    a = p.parse_args(argv)
+    cfg = RecipeConfig(out=a.out, data=tuple(a.data), seed=a.seed, bundle=a.bundle, progress=a.progress,
+                       **(QUICK if a.quick else {}))
+    from training.checkpoint import CheckpointMismatch
+    from training.data.folders import DatasetError
+    from training.train import TrainError
+
+    try:
+        run(cfg, log=print)
+    except (TrainError, CheckpointMismatch, DatasetError) as e:
+        print(f"error: {e}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
