@@ -421,7 +421,7 @@ def cmd_info(args) -> int:
     info["gpus"] = [f"{g.index}: {g.name} (sm {g.sm}, {g.total_memory >> 20} MiB)" for g in gpus]
     try:
         from . import native
-        info["native_fused_op"] = str(getattr(native, "describe", lambda: "available")())
+        info["native_fused_op"] = str(native.native_backend())
     except Exception as e:  # the native library is optional (numpy reference otherwise)
         info["native_fused_op"] = f"not available ({e})"
     root = Path(args.bundle) if args.bundle else default_bundle_dir()
