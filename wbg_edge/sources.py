@@ -176,7 +176,7 @@ class Source:
         self._error: str | None = None
         self._gen = 0  # bumped when a stuck capture thread is abandoned; its frames are then ignored
         self._next_index = 0
-        self._last_frame_t = time.perf_counter()
+        self._grab_since: float | None = None  # set while the capture thread is inside reader.grab()
         self._thread = self._start_thread(self._reader)
 
     # -- consumer side
@@ -199,7 +199,6 @@ class Source:
             return None
         if gen != self._gen:
             return None
-        self._last_frame_t = time.perf_counter()
         return frame
 
     @property
@@ -248,6 +247,7 @@ class Source:
                 self._reader = reader
                 self.stats.reconnects += 1
                 continue
+            self._grab_since = time.perf_counter()
             try:
                 img = reader.grab()
             except Exception as e:  # a decoder error is a disconnect for a live source, the end for a file
@@ -257,6 +257,7 @@ class Source:
             if gen != self._gen:  # this thread was abandoned as stalled; nobody else uses its reader
                 reader.close()
                 return
+            self._grab_since = None
             if img is None:
                 if not self.live:
                     self._finish_file(reader, gen)
@@ -302,9 +303,12 @@ class Source:
         self._put((gen, None))
 
     def _check_stall(self) -> None:
-        if self._stop.is_set():
+        """A read() that timed out: is the capture thread stuck inside the decoder? (Waiting in a
+        reconnect back-off or on a full queue is not a stall.)"""
+        since = self._grab_since
+        if self._stop.is_set() or since is None:
             return
-        idle = time.perf_counter() - self._last_frame_t
+        idle = time.perf_counter() - since
         if idle < self.stall_timeout:
             return
         self.stats.stalls += 1
@@ -313,7 +317,7 @@ class Source:
             raise SourceError(self._error)
         # Abandon the stuck capture thread (it may be blocked inside the decoder) and start a fresh one.
         self._gen += 1
-        self._last_frame_t = time.perf_counter()
+        self._grab_since = None
         self._reader = None
         self._thread = threading.Thread(target=self._pump, args=(None, self._gen), daemon=True,
                                         name=f"capture:{self.uri}")
