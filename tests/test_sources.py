@@ -1,9 +1,12 @@
 """Sources with real inputs: OpenCV-written videos, image folders, sockets that never answer."""
 from __future__ import annotations
 
+import http.server
 import socket
+import socketserver
 import threading
 import time
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -234,3 +237,73 @@ def test_from_frames_cycles_to_count():
     with from_frames(frames, count=5) as src:
         got = drain(src)
     assert [int(f.image[0, 0, 0]) for f in got] == [0, 1, 0, 1, 0]
+
+
+@contextmanager
+def http_video(tmp_path, behaviour: str):
+    """A local HTTP server for an MJPG AVI (header first, frames in order). behaviour:
+    'hang' sends half the file and then holds the connection open without sending anything;
+    'drop' sends half and closes on the first request (a disconnect), the whole file afterwards."""
+    path = tmp_path / "clip.avi"
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (160, 96))
+    for i in range(30):
+        f = np.full((96, 160, 3), 60, np.uint8)
+        cv2.circle(f, (5 * i, 48), 15, (0, 0, 255), -1)
+        out.write(f)
+    out.release()
+    data, hits, release = path.read_bytes(), [], threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "video/x-msvideo")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if behaviour == "hang" or len(hits) == 1:
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                if behaviour == "hang":
+                    release.wait(20)
+            else:
+                self.wfile.write(data)
+
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}", hits
+    finally:
+        release.set()
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_url_that_stops_answering_mid_stream_does_not_hang(tmp_path):
+    with http_video(tmp_path, "hang") as (base, _):
+        t0 = time.perf_counter()
+        src = open_source(f"{base}/clip.avi", open_timeout=2.0, stall_timeout=4.0)
+        frames = []
+        try:
+            frames = drain(src, limit=20)
+            note = " ".join(src.stats.problems)
+        except SourceError as e:  # the stall detector may fire before FFmpeg's read time-out
+            note = str(e)
+        src.close()
+    assert 0 < len(frames) < 30 and "clip.avi" in note
+    assert time.perf_counter() - t0 < 12
+
+
+def test_network_stream_that_drops_is_reconnected(tmp_path):
+    with http_video(tmp_path, "drop") as (base, hits):
+        src = open_source(f"{base}/live", open_timeout=2.0)  # no file extension: a live stream
+        src.backoff = (0.05, 0.2)
+        got, t0 = 0, time.perf_counter()
+        while got < 40 and time.perf_counter() - t0 < 20:
+            if src.read(timeout=0.2) is not None:
+                got += 1
+        src.close()
+    assert src.live and got == 40 and src.stats.reconnects >= 1 and len(hits) >= 2
