@@ -127,6 +127,16 @@ def test_clashing_names_refused(tmp_path, clips, pipeline_config):
         run_batch([clips["c1"], twin], BatchConfig(outdir=tmp_path / "o"), make_job(pipeline_config, tmp_path / "o"))
 
 
+def test_one_job_per_outdir(tmp_path, clips, pipeline_config):
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "o"
+    (out / STATE_DIR).mkdir(parents=True)
+    with open(out / STATE_DIR / "lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(BatchError, match="another wbg-edge batch job"):
+            run_batch([clips["c1"]], BatchConfig(outdir=out), make_job(pipeline_config, out))
+
+
 # ---------------------------------------------------------------- Ray
 
 def test_ray_three_clips_match_run_and_corrupt_reported(tmp_path, clips, ray_cluster, pipeline_config, reference):

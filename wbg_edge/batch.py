@@ -20,6 +20,7 @@ Contracts:
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -30,7 +31,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -574,8 +575,33 @@ def run_batch(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, job: Job,
             raise BatchError(RAY_EXTRA_HINT) from None
     if job.threads == 0 and cfg.ray in (None, "auto", "local"):  # split this machine's cores between workers
         job = dataclasses.replace(job, threads=max(1, (os.cpu_count() or 1) // workers))
+    with _outdir_lock(Path(cfg.outdir)):
+        return _run_locked(inputs, cfg, job, workers, gpus, stream, stop)
+
+
+@contextlib.contextmanager
+def _outdir_lock(outdir: Path) -> Iterator[None]:
+    """One job per OUTDIR: staging and parts of a second job would clash. The OS drops the lock when
+    the holder dies, so a killed job never blocks the --resume after it."""
+    state = outdir / STATE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(state / "lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise BatchError(f"{outdir}: another wbg-edge batch job is writing there; wait for it or use "
+                             f"another -o") from None
+        yield
+
+
+def _run_locked(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, job: Job, workers: int, gpus: int,
+                stream: TextIO | None, stop: threading.Event | None) -> BatchReport:
     outdir = Path(cfg.outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(outdir / STATE_DIR / "tmp", ignore_errors=True)  # leftovers of a killed job
     shutil.rmtree(outdir / STATE_DIR / "parts", ignore_errors=True)
     t0 = time.perf_counter()
@@ -602,6 +628,8 @@ def run_batch(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, job: Job,
 
     if units:
         if cfg.ray:
+            from wbg_edge import batch_ray
+
             on_this_machine = cfg.ray in ("auto", "local")
             batch_ray.run_ray(job, units, cfg.ray, workers if on_this_machine else cfg.workers, on_result, stop)
         else:
