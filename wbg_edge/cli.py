@@ -250,11 +250,11 @@ def cmd_run(args) -> int:
             finally:
                 readout.done()
                 pipe.close()
-    _report_run(args, src, sink, stats, mode)
+    _report_run(args, src, sink, stats, mode, pipe)
     return 0
 
 
-def _report_run(args, src, sink, stats, mode) -> None:
+def _report_run(args, src, sink, stats, mode, pipe) -> None:
     s = src.stats
     where = "stdout" if args.out in ("-", "pipe:", "pipe:1") else args.out
     enc = f", {sink.encoder_name} via {sink.backend}" if hasattr(sink, "encoder_name") else ""
@@ -267,6 +267,9 @@ def _report_run(args, src, sink, stats, mode) -> None:
         _note(f"raw frames: ffmpeg -f rawvideo -pix_fmt {sink.pix_fmt} -s {w}x{h} -r {src.fps:g} -i - OUT")
     for p in s.problems:
         _note(f"warning: {p}")
+    if getattr(pipe, "nonfinite_frames", 0):
+        _note(f"warning: the model returned NaN/Inf on {pipe.nonfinite_frames} frames; "
+              f"they were passed through with the previous alpha")
     if getattr(sink, "resized", 0):
         _note(f"warning: {sink.resized} frames had another size than the first and were resized to it")
 
