@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from wbg_edge import native
 from wbg_edge import native_reference as ref
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MODES = ["alpha", "rgba", "composite"]
 
 

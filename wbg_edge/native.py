@@ -66,20 +66,21 @@ class _FinishArgs(ctypes.Structure):
 
 
 def _library_candidates(stem: str) -> list[Path]:
-    """Where the built library may be: beside this file (in-tree / non-editable install), every `__path__` entry of
-    `wbg_edge._native` (scikit-build-core editable installs put CMake outputs in site-packages, not in the source
-    tree), the files the installed distribution records, and $WBG_EDGE_NATIVE_DIR."""
+    """Where the built library may be, in order: $WBG_EDGE_NATIVE_DIR; every `__path__` entry of `wbg_edge._native`
+    (a non-editable install: the package folder; a scikit-build-core editable install: the CMake install tree in
+    site-packages first, then the source folder, so a stale in-tree build never shadows the installed one); the
+    folder beside this file; the files the installed distribution records."""
     names = [f"lib{stem}.so", f"lib{stem}.dylib", f"{stem}.dll"]
     dirs: list[Path] = []
     if os.environ.get("WBG_EDGE_NATIVE_DIR"):
         dirs.append(Path(os.environ["WBG_EDGE_NATIVE_DIR"]))
-    dirs.append(Path(__file__).resolve().parent / "_native")
     try:
         import wbg_edge._native as pkg
 
         dirs += [Path(p) for p in getattr(pkg, "__path__", [])]
     except ImportError:
         pass
+    dirs.append(Path(__file__).resolve().parent / "_native")
     out = [d / n for d in dirs for n in names]
     try:
         dist = importlib.metadata.distribution("wbg-edge")
