@@ -509,12 +509,23 @@ def cmd_batch(args) -> int:
 
 # ---------------------------------------------------------------- parser and main
 
+RUN_EXAMPLES = """examples:
+  wbg-edge run -i 0 -o window                                  camera to a window, green background
+  wbg-edge run -i talk.mp4 -o talk-cut.mov                     ProRes 4444 with alpha (needs PyAV)
+  wbg-edge run -i talk.mp4 -o out/ --background transparent    RGBA PNG frames
+  wbg-edge run -i talk.mp4 -o alpha.mp4 --output alpha         the matte alone
+  wbg-edge run -i rtsp://cam/stream -o - | ffmpeg -f rawvideo -pix_fmt bgr24 -s 1280x720 -r 25 -i - out.mkv
+  wbg-edge run -i csi://0 -o vcam:// --background blur         Jetson camera to a virtual webcam
+Ctrl-C or SIGTERM ends the stream after the current frame and finishes the output file."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="wbg-edge", description="Real-time background removal at the edge.")
     p.add_argument("--version", action="version", version=f"wbg-edge {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    r = sub.add_parser("run", help="remove the background of a camera, video, folder or stream")
+    r = sub.add_parser("run", help="remove the background of a camera, video, folder or stream",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EXAMPLES)
     r.add_argument("-i", "--input", required=True, metavar="SOURCE",
                    help="camera index (0), video file, image folder, rtsp:// or http:// URL, csi://0, "
                         "GStreamer pipeline, synthetic://")
