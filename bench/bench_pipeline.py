@@ -95,6 +95,7 @@ def variants(base: PipelineConfig) -> dict[str, PipelineConfig]:
         "depth off": replace(base, depth=False),
         "depth at model res": replace(base, depth_res=base.model_res or 256),
         "depth reuse k=3": replace(base, depth_every=3),
+        "ORT spin on": replace(base, spin=True),
         "overlap on": replace(base, overlap=True),
         "overlap on + depth reuse k=3": replace(base, overlap=True, depth_every=3),
     }

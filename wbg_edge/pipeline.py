@@ -63,6 +63,8 @@ class PipelineConfig:
     background: str = "green"          # transparent | colour name | #RRGGBB | blur[:k] | image path
     overlap: bool = False              # stream(): overlap depth of frame t+1 with the rest of frame t
     threads: int | None = None         # ONNX Runtime intra-op threads per model (None: all cores)
+    spin: bool = False                 # ONNX Runtime threads spin between runs: lower latency on an idle
+                                       # machine, but they steal the cores the rest of the pipeline needs
 
     def __post_init__(self):
         def mult32(name, v, lo=32):
@@ -238,7 +240,7 @@ class Pipeline:
         fmt = "engine" if self.choice.kind == "trt" else "onnx"
         # Overlapped stages run two models at once: split the cores between them and stop idle spinning.
         threads = config.threads or (max(1, (os.cpu_count() or 2) // 2) if config.overlap else None)
-        opts = BackendOptions(threads=threads, spin=not config.overlap)
+        opts = BackendOptions(threads=threads, spin=config.spin and not config.overlap)
         found = {s: self.bundle.resolve(s, fmt) for s in wanted}
         for s, f in found.items():
             if f is None:
