@@ -31,7 +31,7 @@ class TensorSpec:
 @dataclass(frozen=True)
 class BackendOptions:
     threads: int | None = None       # ORT intra-op threads (None: all cores)
-    spin: bool = True                # ORT worker threads spin between runs (lower latency, more CPU)
+    spin: bool = False               # ORT worker threads spin between runs (lower latency when idle, more CPU)
     providers: tuple[str, ...] = ()  # ORT: () = best available of ("tensorrt", "cuda", "cpu")
     memory: str = "auto"             # TensorRT device memory: "auto" | "cuda-python" | "pycuda"
     cuda_graph: bool = True          # TensorRT: replay a CUDA graph while input shapes stay fixed
