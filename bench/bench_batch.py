@@ -25,7 +25,10 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+try:
+    import wbg_edge  # noqa: F401  (installed: keeps its built native library)
+except ImportError:  # a plain checkout
+    sys.path.insert(0, str(REPO))
 
 from wbg_edge.batch import BatchConfig, Job, run_batch  # noqa: E402
 from wbg_edge.pipeline import PipelineConfig  # noqa: E402
@@ -80,8 +83,9 @@ def main() -> int:
         if not args.no_ray:
             import ray
 
-            env = os.environ.get("PYTHONPATH", "")
-            os.environ["PYTHONPATH"] = f"{REPO}{os.pathsep}{env}" if env else str(REPO)
+            if str(REPO) in sys.path:  # a plain checkout: Ray's workers must find wbg_edge too
+                env = os.environ.get("PYTHONPATH", "")
+                os.environ["PYTHONPATH"] = f"{REPO}{os.pathsep}{env}" if env else str(REPO)
             t0 = time.perf_counter()
             ray.init(num_cpus=max(counts), include_dashboard=False, object_store_memory=256 << 20,
                      log_to_driver=False)
@@ -97,7 +101,7 @@ def main() -> int:
             ray.shutdown()
         shutil.rmtree(work, ignore_errors=True)
     rows = []
-    for (executor, n), rs in runs.items():
+    for rs in runs.values():
         walls = sorted(r["wall_s"] for r in rs)
         row = dict(rs[0], wall_s=round(float(np.median(walls)), 2), runs_wall_s=walls)
         row["fps"] = round(row["frames"] / row["wall_s"], 2)
