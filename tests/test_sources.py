@@ -124,6 +124,8 @@ def test_gstreamer_string_without_gstreamer_says_so():
         pytest.skip("this OpenCV has GStreamer")
     with pytest.raises(SourceError, match="GStreamer"):
         open_source("videotestsrc ! videoconvert ! appsink")
+    with pytest.raises(SourceError, match="GStreamer"):
+        open_source("csi://0")  # a Jetson CSI camera is a GStreamer pipeline too
 
 
 def test_url_that_never_answers_times_out():
