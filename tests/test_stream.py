@@ -95,3 +95,15 @@ def test_embedding_api_from_a_plain_python_loop(tmp_path):
             m = p.process(frame)
             out.append(m.image.copy())
     assert len(out) == 5 and all(o.shape == (96, 128, 3) and o.dtype == np.uint8 for o in out)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("os").environ.get("WBG_EDGE_SOAK"),
+                    reason="soak run by hand: WBG_EDGE_SOAK=<frames> pytest -m slow tests/test_stream.py")
+def test_soak_memory_flat_and_no_slowdown():
+    n = int(__import__("os").environ["WBG_EDGE_SOAK"])
+    frames = [np.random.default_rng(i).integers(0, 255, (180, 320, 3), dtype=np.uint8) for i in range(20)]
+    with Pipeline(PipelineConfig(**SMALL)) as p, from_frames(frames, count=n + 50) as src:
+        r = bench_stream(src, p, frames=n, warmup=50)
+    assert r["rss_end_mb"] < 1.05 * r["rss_after_warmup_mb"]
+    assert r["last_quarter_ms"] < 1.2 * r["first_quarter_ms"]
