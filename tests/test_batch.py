@@ -88,11 +88,17 @@ def reference(pipeline_config):
 def ray_cluster():
     """One local Ray (2 CPUs) for the session; `run_batch(ray="auto")` reuses it instead of starting one."""
     ray = pytest.importorskip("ray")
-    env = os.environ.get("PYTHONPATH", "")
+    env = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = f"{REPO}{os.pathsep}{env}" if env else str(REPO)  # Ray workers import wbg_edge
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 << 20, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 << 20, log_to_driver=False)
+        yield ray
+        ray.shutdown()
+    finally:
+        if env is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = env
 
 
 def png_frames(folder: Path) -> list[np.ndarray]:

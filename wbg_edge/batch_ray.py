@@ -2,10 +2,12 @@
 
 Units (see batch.py) become the rows of a Ray Dataset, one row per block; `map_batches` runs them on
 a fixed pool of actors (`RayUnitWorker`), each holding one Pipeline and asking Ray for one GPU when
-the cluster has GPUs, else `threads` CPUs. Actors write their outputs themselves (staging name inside
-OUTDIR + rename), so OUTDIR must be on a filesystem every node sees. Ray Data restarts an actor that
-dies and retries its task; a retried Unit overwrites its output by rename, so nothing is duplicated.
-The same code serves `--ray auto` (a local Ray started here, torn down at the end) and `--ray ADDRESS`.
+the cluster has GPUs, else one CPU. Actors write their outputs themselves (staging name inside OUTDIR
++ rename), so on a cluster OUTDIR (and the inputs) must be on a filesystem every node and the driver
+see, and wbg-edge must be installed on every node. Ray Data restarts an actor that dies and retries
+its task; a retried Unit overwrites its output by rename, so nothing is duplicated. The same code
+serves `--ray auto` (a local Ray started here, torn down at the end) and `--ray ADDRESS` (an existing
+cluster: `HOST:6379` from a node of it, or `ray://HOST:10001` through Ray Client).
 """
 from __future__ import annotations
 
