@@ -7,7 +7,7 @@ Per frame size: median of many interleaved runs of each path (same process, same
 The last lines are the ratios (`fused vs naive: N.Nx`), which acceptance reads.
 
 Clock: `wall` times each run with perf_counter, both paths with their default threads (latency on an idle
-machine). `cpu` times the process's CPU time with both paths on one thread (cv2.setNumThreads(1),
+machine). `cpu` times the calling thread's CPU time with both paths on that one thread (cv2.setNumThreads(1),
 WBG_EDGE_NATIVE_THREADS=1): the work each path does, which is what an oversubscribed machine can still measure
 (there, wall-clock mostly measures how long the scheduler keeps the process waiting). `auto` (default) picks
 `wall` unless the 1-minute load average exceeds the CPUs this process may use, and says which it used.
@@ -181,7 +181,7 @@ def pick_clock(choice: str) -> tuple[str, str]:
         return choice, f"--clock {choice} (load average {load:.1f} on {cpus} CPUs)"
     if load > cpus:
         return "cpu", (f"load average {load:.1f} on {cpus} CPUs: oversubscribed, so wall-clock would time the "
-                       f"scheduler; timing process CPU time, one thread per path (--clock wall to force)")
+                       f"scheduler; timing CPU time, both paths on this one thread (--clock wall to force)")
     return "wall", f"load average {load:.1f} on {cpus} CPUs"
 
 
@@ -195,7 +195,8 @@ def main() -> None:
     if kind == "cpu":
         cv2.setNumThreads(1)
         os.environ["WBG_EDGE_NATIVE_THREADS"] = "1"
-    clock = time.process_time if kind == "cpu" else time.perf_counter
+    # cpu: the calling thread's CPU time (both paths run on it alone), so idle library threads cannot add noise
+    clock = time.thread_time if kind == "cpu" else time.perf_counter
     print(f"backend {native.native_backend()}, {platform.processor() or platform.machine()}, "
           f"cv2 threads {cv2.getNumThreads()}, numpy {np.__version__}, cv2 {cv2.__version__}")
     print(f"clock: {kind} ({why})")

@@ -373,3 +373,34 @@ def test_cuda_matches_cpu(mode, patched):
     ck(rt.cudaDeviceSynchronize())
     np.testing.assert_allclose(host(d_a, a_cpu), a_cpu, rtol=0, atol=1e-6)
     assert np.abs(host(d_o, o_cpu).astype(int) - o_cpu).max() <= 1
+
+
+def test_concurrent_calls_from_several_threads_agree(monkeypatch):
+    """Pipeline stages call pack and finish from different threads at once; the worker pool must serve them all."""
+    import threading
+
+    monkeypatch.setenv("WBG_EDGE_NATIVE_THREADS", "2")
+    h, w, hr, wr = 200, 300, 96, 128
+    cases = [case(10 + i, h, w, hr, wr, 48, 64) for i in range(4)]
+    expect = []
+    for c in cases:
+        packed = packed_of(c, hr, wr)
+        a, _ = ref.finish(packed, c["delta"], c["frame"])
+        expect.append((packed, a))
+    errors = []
+
+    def work(i: int) -> None:
+        c = cases[i]
+        for _ in range(10):
+            packed = packed_of(c, hr, wr)
+            a = np.empty((h, w), np.float32)
+            native.refine_finish(packed, c["delta"], c["frame"], a, mode=None)
+            if not (np.array_equal(packed, expect[i][0]) and np.allclose(a, expect[i][1], rtol=0, atol=1e-6)):
+                errors.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
