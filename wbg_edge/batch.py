@@ -194,12 +194,13 @@ def input_fingerprint(inp: Path) -> str:
 
 
 def bundle_fingerprint(pipeline_config: Any) -> str:
-    """SHA-256 of the bundle's manifest.json (which holds every model file's SHA-256)."""
-    from wbg_edge.bundle import default_bundle_dir
+    """SHA-256 of the bundle's manifest.json (which holds every model file's SHA-256). A bundle that
+    does not load stops the job here with the bundle's one-line BundleError, before any worker starts."""
+    from wbg_edge.bundle import default_bundle_dir, load_bundle
 
-    root = getattr(pipeline_config, "bundle", None) or default_bundle_dir()
-    m = Path(root) / "manifest.json"
-    return hashlib.sha256(m.read_bytes()).hexdigest() if m.is_file() else _sha(str(root))
+    root = Path(getattr(pipeline_config, "bundle", None) or default_bundle_dir())
+    load_bundle(root)
+    return hashlib.sha256((root / "manifest.json").read_bytes()).hexdigest()
 
 
 def options_fingerprint(job: Job) -> str:
@@ -334,12 +335,14 @@ class UnitRunner:
 
     def __init__(self, job: Job):
         self.job = job
-        self.pipeline = make_pipeline(job.pipeline_config, job.threads)
+        self.pipeline: Any = None  # made on the first Unit, so a bundle that fails to load is reported per input
 
     def run(self, unit: Unit) -> dict:
         t0 = time.perf_counter()
         res = {"name": unit.name, "index": unit.index, "frames": 0, "error": "", "pid": os.getpid()}
         try:
+            if self.pipeline is None:
+                self.pipeline = make_pipeline(self.job.pipeline_config, self.job.threads)
             res["frames"] = self._run(unit)
         except Exception as e:  # noqa: BLE001 - any failure of one input is reported, not raised
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -362,7 +365,7 @@ class UnitRunner:
             shutil.rmtree(stage, ignore_errors=True)
 
 
-# Pool worker processes hold their runner here: one Pipeline per process, made once by the initializer.
+# Pool worker processes hold their runner here: one Pipeline per process, made on its first Unit.
 _POOL_RUNNER: UnitRunner | None = None
 
 
@@ -382,23 +385,39 @@ def _pool_init(job: Job, slot: Any, gpus: int) -> None:
     _POOL_RUNNER = UnitRunner(job)
 
 
+def _running_marker(outdir: str, unit_json: str) -> Path:
+    return Path(outdir) / STATE_DIR / "tmp" / f"running-{hashlib.sha1(unit_json.encode()).hexdigest()[:16]}"
+
+
 def _pool_run(unit_json: str) -> dict:
     assert _POOL_RUNNER is not None
-    return _POOL_RUNNER.run(Unit.from_json(unit_json))
+    marker = _running_marker(_POOL_RUNNER.job.outdir, unit_json)  # left behind if this process dies
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    try:
+        return _POOL_RUNNER.run(Unit.from_json(unit_json))
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 def run_local(job: Job, units: Sequence[Unit], workers: int, retries: int,
               on_result: Callable[[dict], None], stop: threading.Event | None = None, gpus: int = 0) -> None:
-    """N spawned processes, each with one Pipeline. A dead worker breaks the pool; the Units it left
-    unfinished are run again on a new pool, up to `retries` more times, then reported as failed.
-    When `stop` is set, Units not started yet are cancelled and the running ones finish."""
-    pending = {u.to_json(): 0 for u in units}
+    """N spawned processes, each with one Pipeline. A worker that dies breaks the pool: the Units that
+    were running then (their marker files are left) become suspects; the rest simply run again. Each
+    suspect then runs alone, so only a Unit that kills its worker by itself uses up its `retries` and is
+    reported failed. When `stop` is set, Units not started are cancelled and the running ones finish."""
+    attempts = {u.to_json(): 0 for u in units}
+    pending = dict.fromkeys(attempts)  # ordered set
+    barren = 0  # pool breaks in a row with no Unit running (workers dying on start-up)
     ctx = multiprocessing.get_context("spawn")  # no fork: ONNX Runtime / CUDA threads do not survive it
     slot = ctx.Value("i", 0)
     while pending and not (stop and stop.is_set()):
-        with cf.ProcessPoolExecutor(max_workers=max(1, min(workers, len(pending))), mp_context=ctx,
+        suspects = [u for u in pending if attempts[u]]
+        batch = suspects[:1] or list(pending)
+        broke = blamed = False
+        with cf.ProcessPoolExecutor(max_workers=max(1, min(workers, len(batch))), mp_context=ctx,
                                     initializer=_pool_init, initargs=(job, slot, gpus)) as pool:
-            futs = {pool.submit(_pool_run, u): u for u in pending}
+            futs = {pool.submit(_pool_run, u): u for u in batch}
             for fut in cf.as_completed(futs):
                 if stop is not None and stop.is_set():
                     for f in futs:
@@ -409,15 +428,27 @@ def run_local(job: Job, units: Sequence[Unit], workers: int, retries: int,
                 try:
                     res = fut.result()
                 except cf.process.BrokenProcessPool:
-                    pending[u] += 1
-                    if pending[u] > retries:
+                    broke = True
+                    marker = _running_marker(job.outdir, u)
+                    if marker.exists():
+                        marker.unlink()
+                        attempts[u] += 1
+                        blamed = True
+                    if attempts[u] > retries:
                         unit = Unit.from_json(u)
                         del pending[u]
                         on_result({"name": unit.name, "index": unit.index, "frames": 0, "seconds": 0.0,
-                                   "error": f"{unit.input}: worker died {retries + 1} times on it"})
+                                   "error": f"{unit.input}: worker died {attempts[u]} times on it"})
                     continue
                 del pending[u]
                 on_result(res)
+        barren = barren + 1 if broke and not blamed else 0
+        if barren > retries:
+            for u in list(pending):
+                unit = Unit.from_json(u)
+                del pending[u]
+                on_result({"name": unit.name, "index": unit.index, "frames": 0, "seconds": 0.0,
+                           "error": f"{unit.input}: worker processes died before running anything"})
 
 
 # ---------------------------------------------------------------- driver side: finish, progress, report
