@@ -155,9 +155,12 @@ def test_bad_input_files_in_a_subprocess(tmp_path):
 
 
 def test_every_pipeline_field_has_its_flag():
-    assert set(PIPELINE_FLAGS) == {f.name for f in fields(PipelineConfig)}, "add a hand-written flag in cli.py"
-    run = next(a for a in build_parser()._subparsers._group_actions[0].choices["run"]._actions if a.dest == "depth")
-    assert run.option_strings == ["--depth", "--no-depth"]
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    dests = {a.dest for a in run._actions}
+    assert {f.name for f in fields(PipelineConfig)} <= dests  # hand-written, or made from the field
+    assert set(PIPELINE_FLAGS) <= {f.name for f in fields(PipelineConfig)}
+    depth = next(a for a in run._actions if a.dest == "depth")
+    assert depth.option_strings == ["--depth", "--no-depth"]
     args = build_parser().parse_args(["run", "-i", "a", "-o", "b", "--no-depth", "--depth-every", "3",
                                       "--no-patches", "--smoothing", "0.5", "--output", "alpha", "--overlap"])
     assert (args.depth, args.depth_every, args.patches, args.smoothing, args.mode, args.overlap) == \

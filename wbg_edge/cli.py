@@ -131,6 +131,8 @@ def add_pipeline_options(p: argparse.ArgumentParser, with_output: bool = True) -
                    help="ONNX Runtime threads per model (default: all cores)")
     g.add_argument("--patch-context", dest="patch_context", type=_int_range(0, 256, 2), metavar="C",
                    help="refine pixels of context around each patch (even)")
+    g.add_argument("--spin", action=argparse.BooleanOptionalAction, default=None,
+                   help="ONNX Runtime threads spin between runs (lower latency on an idle machine)")
     _add_new_config_fields(g)
 
 
@@ -151,7 +153,7 @@ def _add_new_config_fields(g) -> None:
 
 PIPELINE_FLAGS = ("bundle", "backend", "model_res", "refine_res", "depth", "depth_res", "depth_every",
                   "depth_motion", "patches", "patch_size", "band_dilation", "full_grid_above", "smoothing",
-                  "mode", "background", "overlap", "threads", "patch_context")
+                  "mode", "background", "overlap", "threads", "patch_context", "spin")
 
 
 def make_config(args: argparse.Namespace, **overrides):
@@ -244,6 +246,9 @@ def cmd_run(args) -> int:
             if getattr(sink, "backend", None) == "opencv":
                 _note("PyAV not installed: writing MPEG-4 (mp4v) with OpenCV; pip install 'wbg-edge[video]' for H.264")
             pipe = Pipeline(make_config(args, mode=mode))
+            if not args.quiet:
+                _note(f"wbg-edge run: {args.input} -> {args.out} ({mode}), backend {_backend_name(pipe)}, "
+                      f"bundle {pipe.bundle.name}")
             try:
                 for tick in run_stream(src, pipe, sink, mode, stop=stop, max_frames=args.frames, stats=stats):
                     readout.update(tick, src)
