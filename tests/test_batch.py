@@ -20,7 +20,16 @@ import cv2
 import numpy as np
 import pytest
 
-from wbg_edge.batch import STATE_DIR, BatchConfig, BatchError, Job, expand_inputs, run_batch, split_units
+from wbg_edge.batch import (
+    STATE_DIR,
+    BatchConfig,
+    BatchError,
+    Job,
+    expand_inputs,
+    output_name,
+    run_batch,
+    split_units,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (160, 96)
@@ -123,6 +132,9 @@ def test_list_file_and_names(tmp_path, clips):
     units = split_units("long.mp4", "long.mp4", "video", 1000, 300, 8)
     assert [(u.start, u.stop, u.warmup) for u in units] == [(0, 333, 0), (333, 667, 8), (667, None, 8)]
     assert len(split_units("a.mp4", "a.mp4", "video", 400, 300, 8)) == 1
+    assert [output_name(Path(p), k, f) for p, k, f in (("a/c.mov", "video", "same"), ("c.ts", "video", "same"),
+            ("c.mp4", "video", "mov"), ("c.mp4", "video", "png"), ("d/takes", "images", "same"),
+            ("takes", "images", "mp4"))] == ["c.mov", "c.mp4", "c.mov", "c", "takes", "takes.mp4"]
 
 
 def test_clashing_names_refused(tmp_path, clips, pipeline_config):

@@ -41,6 +41,7 @@ import numpy as np
 
 STATE_DIR = ".wbg-batch"
 LIST_EXTS = (".txt", ".lst", ".list")
+OUTPUT_FORMATS = ("same", "mp4", "mkv", "avi", "m4v", "mov", "webm", "png")
 RAY_EXTRA_HINT = "--ray needs Ray: pip install 'wbg-edge[batch]'"
 
 
@@ -145,8 +146,8 @@ def output_name(inp: Path, kind: str, fmt: str) -> str:
     """`clip.mp4` -> `clip.mp4`; with --format mov -> `clip.mov`; png or an image folder -> a folder."""
     if kind == "images":
         return inp.name if fmt in ("same", "png") else f"{inp.name}.{fmt}"
-    if fmt == "same":
-        return inp.name
+    if fmt == "same":  # a container the sinks cannot write (.mpg, .ts, ...) becomes .mp4
+        return inp.name if inp.suffix.lower().lstrip(".") in OUTPUT_FORMATS else f"{inp.stem}.mp4"
     if fmt == "png":
         return inp.stem
     return f"{inp.stem}.{fmt}"
@@ -596,6 +597,10 @@ def run_batch(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, job: Job,
     "stopped"), finished outputs are kept and recorded, so `--resume` continues from there."""
     if cfg.workers is not None and cfg.workers < 1:
         raise BatchError(f"--workers must be at least 1, got {cfg.workers}")
+    if cfg.chunk_frames < 0 or cfg.overlap < 0:
+        raise BatchError(f"--chunk-frames and --overlap must be >= 0, got {cfg.chunk_frames} and {cfg.overlap}")
+    if job.format not in OUTPUT_FORMATS:
+        raise BatchError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {job.format!r}")
     gpus = len(_cuda_devices())
     workers = cfg.workers or gpus or os.cpu_count() or 1  # single-threaded workers scale best (RESULTS.md)
     if cfg.ray:
@@ -694,8 +699,9 @@ def add_batch_parser(subparsers: Any, add_run_options: Callable[[Any], None] | N
     p.add_argument("--ray", metavar="auto|ADDRESS", default=None,
                    help="run as a Ray Data job: 'auto' starts a local Ray, else a cluster address (needs [batch])")
     p.add_argument("--resume", action="store_true", help="skip inputs whose outputs are complete")
-    p.add_argument("--format", default="same",
-                   help="output container: 'same' as the input (default), or mp4, mov, mkv, webm, png (folder)")
+    p.add_argument("--format", default="same", choices=OUTPUT_FORMATS,
+                   help="output container: 'same' as the input (default), a video type (.mov / .webm keep "
+                        "alpha), or png (a folder of PNGs)")
     p.add_argument("--chunk-frames", type=int, default=BatchConfig.chunk_frames,
                    help="cut longer videos into chunks of about this many frames (0: never)")
     p.add_argument("--overlap", type=int, default=BatchConfig.overlap,
