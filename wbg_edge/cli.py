@@ -238,24 +238,29 @@ def cmd_run(args) -> int:
     from .sources import open_source
     from .stream import StreamStats, run_stream
 
-    stats, readout = StreamStats(), Readout(args.quiet)
-    with stop_on_signals() as stop, open_source(args.input, live=args.live) as src:
-        sink = open_sink(args.out, fps=args.fps or src.fps, codec=args.codec)
-        with sink:
-            mode = choose_mode(args, sink)
-            if getattr(sink, "backend", None) == "opencv":
-                _note("PyAV not installed: writing MPEG-4 (mp4v) with OpenCV; pip install 'wbg-edge[video]' for H.264")
-            pipe = Pipeline(make_config(args, mode=mode))
-            if not args.quiet:
-                _note(f"wbg-edge run: {args.input} -> {args.out} ({mode}), backend {_backend_name(pipe)}, "
-                      f"bundle {pipe.bundle.name}")
-            try:
-                for tick in run_stream(src, pipe, sink, mode, stop=stop, max_frames=args.frames, stats=stats):
-                    readout.update(tick, src)
-            finally:
-                readout.done()
-                pipe.close()
-    _report_run(args, src, sink, stats, mode, pipe)
+    stats, readout, opened = StreamStats(), Readout(args.quiet), {}
+    try:
+        with stop_on_signals() as stop, open_source(args.input, live=args.live) as src:
+            sink = open_sink(args.out, fps=args.fps or src.fps, codec=args.codec)
+            with sink:  # closing finalizes the file, also when the loop below fails
+                mode = choose_mode(args, sink)
+                if getattr(sink, "backend", None) == "opencv":
+                    _note("PyAV not installed: writing MPEG-4 (mp4v) with OpenCV; "
+                          "pip install 'wbg-edge[video]' for H.264")
+                pipe = Pipeline(make_config(args, mode=mode))
+                opened.update(src=src, sink=sink, mode=mode, pipe=pipe)
+                if not args.quiet:
+                    _note(f"wbg-edge run: {args.input} -> {args.out} ({mode}), backend {_backend_name(pipe)}, "
+                          f"bundle {pipe.bundle.name}")
+                try:
+                    for tick in run_stream(src, pipe, sink, mode, stop=stop, max_frames=args.frames, stats=stats):
+                        readout.update(tick, src)
+                finally:
+                    readout.done()
+                    pipe.close()
+    finally:  # what was written is reported before any error line
+        if opened:
+            _report_run(args, stats=stats, **opened)
     return 0
 
 
@@ -266,7 +271,7 @@ def _report_run(args, src, sink, stats, mode, pipe) -> None:
     n = getattr(sink, "frames", stats.frames)
     _note(f"wrote {n} frames ({mode}{enc}) to {where} in {stats.wall_s:.1f} s: {stats.fps:.1f} fps, "
           f"latency {stats.latency_ms:.0f} ms median; dropped {s.dropped}, reconnects {s.reconnects}"
-          f" ({stats.ended_by})")
+          f" ({stats.ended_by or 'stopped by an error'})")
     if getattr(sink, "pix_fmt", None):
         w, h = sink._sized.size or (0, 0)
         _note(f"raw frames: ffmpeg -f rawvideo -pix_fmt {sink.pix_fmt} -s {w}x{h} -r {src.fps:g} -i - OUT")

@@ -162,9 +162,11 @@ def run_stream(source, pipeline, sink, mode: str = "composite", stop: threading.
         close = getattr(mattes, "close", None)
         if close is not None:
             close()  # stops an overlapping pipeline's worker thread
-        if writer is not None:
-            writer.finish()  # every frame handed over is written (or its error raised) before we return
-        stats.wall_s = time.perf_counter() - t0
+        try:
+            if writer is not None:
+                writer.finish()  # every frame handed over is written (or its error raised) before we return
+        finally:
+            stats.wall_s = time.perf_counter() - t0
 
 
 # ---------------------------------------------------------------- benchmark
