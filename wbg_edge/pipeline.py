@@ -289,7 +289,8 @@ class Pipeline:
                 "backend_kind": self.choice.kind, "backend_reason": self.choice.reason,
                 "coarse_contract": self.coarse_contract, "depth": self.depth_model is not None,
                 "native": native.native_backend(), "model_res": self.model_res, "refine_res": self.refine_res,
-                "depth_res": self.depth_res, "mode": self.mode}
+                "depth_res": self.depth_res, "mode": self.mode, "frames": self._index,
+                "nonfinite_frames": self.nonfinite_frames}
 
     def geometry(self, height: int, width: int) -> Geometry:
         g = self._geoms.get((height, width))
