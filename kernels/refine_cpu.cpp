@@ -101,6 +101,11 @@ WBG_ROW void hlerp_bgr(const float* v, const int32_t* i0, const int32_t* i1, con
     }
 }
 
+// a[i] = c[i] where a[i] is NaN (the patch rule's "not refined here")
+WBG_ROW void fill_nan(float* a, const float* c, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) a[i] = a[i] != a[i] ? c[i] : a[i];
+}
+
 WBG_ROW void add_clamp(const float* p, const float* d, float* out, int32_t n) {
     for (int32_t i = 0; i < n; ++i) out[i] = wbg::clamp01(p[i] + d[i]);
 }
@@ -480,6 +485,9 @@ int finish(const wbg_finish_args& f, int n_threads) {
             rows::hlerp_widen(row, wr, tx.i0.data(), tx.i1.data(), tx.w.data(), dst.data(), w);
             have = y;
         };
+        // patch mode: alpha_coarse sampled straight to the frame size, row by row (bilerp_hv, like sample_f32)
+        std::unique_ptr<HvRows> coarse(full ? nullptr : new HvRows(f.alpha, f.alpha_w, cy, cx, w));
+        std::vector<float> crow(full ? 0 : (size_t)w);
         float* a = arow.data();
         for (int64_t y = begin; y < end; ++y) {
             const int32_t y0 = ty.i0[(size_t)y], y1 = ty.i1[(size_t)y];
@@ -490,13 +498,9 @@ int finish(const wbg_finish_args& f, int n_threads) {
             fetch(y0, h0, have0);
             fetch(y1, h1, have1);
             rows::vlerp_f32(h0.data(), h1.data(), ty.w[(size_t)y], a, w);
-            if (!full) {  // the patch rule: a NaN tap means "not refined here", take the coarse alpha
-                const float* q0 = f.alpha + (int64_t)cy.i0[(size_t)y] * f.alpha_w;
-                const float* q1 = f.alpha + (int64_t)cy.i1[(size_t)y] * f.alpha_w;
-                const float cwy = cy.w[(size_t)y];
-                for (int32_t x = 0; x < w; ++x)
-                    if (std::isnan(a[x]))
-                        a[x] = wbg::sample_f32(q0, q1, cx.i0[(size_t)x], cx.i1[(size_t)x], cwy, cx.w[(size_t)x]);
+            if (!full) {  // the patch rule: a NaN tap means "not refined here", take the coarse alpha there
+                coarse->row(0, (int32_t)y, 0, w, crow.data());
+                rows::fill_nan(a, crow.data(), w);
             }
             const int64_t pix = y * w;
             // Final alpha and the u8 output are built in L1-resident row buffers and streamed out with
