@@ -159,6 +159,40 @@ WBG_ROW void composite_colour(const uint8_t* fg, const uint8_t* bg, const float*
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+// composite() on 32 bytes per step: pmulhrsw is exactly (d * a15 + 16384) >> 15 on 16-bit lanes, so this is
+// bit-identical to the scalar formula (and to the CUDA and numpy twins).
+__attribute__((target("avx2"))) void composite_avx2(const uint8_t* fg, const uint8_t* bg, const int16_t* a3,
+                                                    uint8_t* o, int32_t n) {
+    const __m256i z = _mm256_setzero_si256();
+    int32_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m256i f = _mm256_loadu_si256((const __m256i*)(fg + i));
+        const __m256i b = _mm256_loadu_si256((const __m256i*)(bg + i));
+        // unpack works within 128-bit lanes: lo holds elements 0-7 and 16-23, hi 8-15 and 24-31
+        const __m256i flo = _mm256_unpacklo_epi8(f, z), fhi = _mm256_unpackhi_epi8(f, z);
+        const __m256i blo = _mm256_unpacklo_epi8(b, z), bhi = _mm256_unpackhi_epi8(b, z);
+        const __m256i a0 = _mm256_loadu_si256((const __m256i*)(a3 + i));
+        const __m256i a1 = _mm256_loadu_si256((const __m256i*)(a3 + i + 16));
+        const __m256i alo = _mm256_permute2x128_si256(a0, a1, 0x20), ahi = _mm256_permute2x128_si256(a0, a1, 0x31);
+        const __m256i rlo = _mm256_add_epi16(blo, _mm256_mulhrs_epi16(_mm256_sub_epi16(flo, blo), alo));
+        const __m256i rhi = _mm256_add_epi16(bhi, _mm256_mulhrs_epi16(_mm256_sub_epi16(fhi, bhi), ahi));
+        _mm256_storeu_si256((__m256i*)(o + i), _mm256_packus_epi16(rlo, rhi));  // per-lane pack restores order
+    }
+    for (; i < n; ++i) o[i] = wbg::composite(fg[i], bg[i], a3[i]);
+}
+#endif
+
+inline void composite_bytes(const uint8_t* fg, const uint8_t* bg, const int16_t* a3, uint8_t* o, int32_t n) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (cpu_has_avx2()) {
+        composite_avx2(fg, bg, a3, o, n);
+        return;
+    }
+#endif
+    composite(fg, bg, a3, o, n);
+}
+
 }  // namespace wbg_rows
 
 namespace {
@@ -527,7 +561,7 @@ int finish(const wbg_finish_args& f, int n_threads) {
                         rows::composite_colour(fr, f.background, a, ob, w);
                     } else {  // alpha spread over the three channels: the blend is one unit-stride byte loop
                         rows::spread3_q15(a, a3.data() + 3 * w, a3.data(), w);
-                        rows::composite(fr, f.background + pix * 3, a3.data(), ob, 3 * w);
+                        rows::composite_bytes(fr, f.background + pix * 3, a3.data(), ob, 3 * w);
                     }
                     stream_copy(f.out + pix * 3, ob, (size_t)w * 3);
                     break;
