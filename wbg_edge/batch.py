@@ -660,7 +660,7 @@ def _run_locked(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, job: Job,
             return
         finish_item(job, item, wants[item.name])
         note = f"batch: FAILED {item.error}" if item.status == "failed" else ""
-        prog.update(frames=res.get("frames", 0), items=1, note=note, force=True)
+        prog.update(frames=res.get("frames", 0), items=1, note=note, force=prog.items + 1 == prog.total_items)
 
     if units:
         if cfg.ray:
