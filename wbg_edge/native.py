@@ -272,7 +272,8 @@ def refine_finish(packed: np.ndarray, delta: np.ndarray, frame: np.ndarray, out_
     optionally smoothed in time (a = smoothing * prev_alpha + (1 - smoothing) * a; prev_alpha may be out_alpha),
     written to out_alpha (float32 H x W, may be None) and, in the same pass, to `out` (may be None) for `mode`:
     "alpha" u8 (H, W); "rgba" u8 (H, W, 4) BGRA, straight alpha; "composite" u8 (H, W, 3) = a*frame + (1-a)*bg with
-    background u8 (H, W, 3) BGR or a (3,) BGR colour.
+    background u8 (H, W, 3) BGR or a (3,) BGR colour (Q15 fixed point, within 1 of the float formula). `out` may be
+    `frame` itself (each row is read before it is written).
 
     With patches (the origins given to refine_pack, int32 (N, 2)), packed is (N, 5, P, P), delta (N, 1, P, P),
     refine_size and alpha_coarse (float32 Ha x Wa) are required, and pixels that are not fully inside refined
