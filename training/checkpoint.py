@@ -32,7 +32,8 @@ def save(out: Path, model: nn.Module, stage: str, train: dict) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     wpath = out / f"{cfg.kind}.safetensors"
-    save_file(state, str(wpath), metadata={"kind": cfg.kind, "stage": stage})
+    # one metadata key: safetensors keeps metadata in a hash map whose order varies, and bytes must not
+    save_file(state, str(wpath), metadata={"kind": cfg.kind})
     meta = {"stage": stage, "model": cfg.to_dict(), "train": train}
     (out / f"{cfg.kind}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return wpath

@@ -1,0 +1,99 @@
+"""The default recipe (--quick): same seed -> same bytes; then evaluate and cache on its checkpoints."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from training import evaluate
+from training.cache import CacheConfig, cache
+from training.data.folders import DatasetError, FolderDataset
+from training.recipes.default import QUICK, RecipeConfig, run
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipe")
+    cfgs = [RecipeConfig(out=str(root / name), bundle=None, progress=False, **QUICK) for name in ("a", "b")]
+    for cfg in cfgs:
+        run(cfg)
+    return root
+
+
+def test_same_seed_same_bytes(quick):
+    for kind in ("depth", "matting", "refiner"):
+        a = (quick / "a" / f"{kind}.safetensors").read_bytes()
+        assert a == (quick / "b" / f"{kind}.safetensors").read_bytes(), kind
+        meta = json.loads((quick / "a" / f"{kind}.json").read_text())
+        assert meta["model"]["kind"] == kind and "step" in meta["train"] and "seed" in meta["train"]
+    assert json.loads((quick / "a" / "refiner.json").read_text())["stage"] == "refiner-synthetic"
+    assert json.loads((quick / "a" / "refiner-wild" / "refiner.json").read_text())["stage"] == "refiner-wild"
+    assert not list((quick / "a").glob("*.state.pt"))  # nothing big left to commit
+
+
+def test_evaluate_writes_table_json_and_contact_sheet(quick, tmp_path):
+    out = tmp_path / "eval"
+    res = evaluate.evaluate(evaluate.EvalConfig(checkpoint=str(quick / "a"), n=4, size=64, out=str(out), sheet_rows=2))
+    rows = {(r["region"], r["variant"]): r for r in res["table"]}
+    for region in ("whole", "band"):
+        for variant in ("coarse", "refined", "coarse-no-depth", "segmenter", "segmenter-refined"):
+            r = rows[(region, variant)]
+            assert r["n"] == 4 and all(np.isfinite(r[k]) and r[k] >= 0 for k in ("sad", "mse", "grad", "conn"))
+    assert rows[("band", "coarse")]["sad"] <= rows[("whole", "coarse")]["sad"] + 1e-9  # band is a subset
+    assert json.loads((out / "results.json").read_text())["table"] == res["table"]
+    sheet = cv2.imread(str(out / "contact_sheet.png"))
+    assert sheet.shape == (2 * 64, 5 * 64, 3)
+    assert "| band" in evaluate.format_table(res["table"])
+
+
+class FixedRGB(torch.nn.Module):
+    """A stand-in for an imported segmenter: rgb contract, fixed input size, optional NHWC."""
+
+    def __init__(self, nhwc: bool):
+        super().__init__()
+        self.nhwc = nhwc
+
+    def forward(self, x):
+        if self.nhwc:
+            x = x.permute(0, 3, 1, 2)
+        y = torch.sigmoid(20 * (x[:, :1] - 0.5))
+        return y.permute(0, 2, 3, 1) if self.nhwc else y
+
+
+def _image_folder(root):
+    img = np.zeros((50, 70, 3), np.uint8)
+    img[:, 35:] = 255  # right half bright
+    for name in ("p", "q"):
+        (root / "image").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "image" / f"{name}.png"), img)
+    return root
+
+
+@pytest.mark.parametrize("nhwc", [False, True])
+def test_cache_coarse_from_fixed_size_onnx(tmp_path, nhwc):
+    data = _image_folder(tmp_path / "data")
+    shape = (1, 32, 48, 3) if nhwc else (1, 3, 32, 48)
+    onnx_path = tmp_path / "seg.onnx"
+    torch.onnx.export(FixedRGB(nhwc), torch.rand(*shape), str(onnx_path), dynamo=False, opset_version=17,
+                      input_names=["image"], output_names=["alpha"])
+    paths = cache(CacheConfig(kind="coarse", data=str(data), model=str(onnx_path)))
+    assert len(paths) == 2
+    a = cv2.imread(str(paths[0]), cv2.IMREAD_UNCHANGED)
+    assert a.dtype == np.uint16 and a.shape == (50, 70)
+    assert a[:, :30].max() < 2000 and a[:, 40:].min() > 60000  # resized in and out, right half is the subject
+    s = FolderDataset(data)[0]
+    assert s["coarse"].shape == (50, 70)
+
+
+def test_cache_depth_and_coarse_from_checkpoints(quick, tmp_path):
+    data = _image_folder(tmp_path / "data")
+    cache(CacheConfig(kind="depth", data=str(data), model=str(quick / "a" / "depth.safetensors"), res=64))
+    cache(CacheConfig(kind="coarse", data=str(data), model=str(quick / "a" / "matting.safetensors"), res=64))
+    s = FolderDataset(data)[1]
+    assert s["depth"].shape == (50, 70) and s["depth"].min() == 0.0 and s["depth"].max() > 0.999  # min-max
+    assert s["coarse"].shape == (50, 70)
+    with pytest.raises(Exception, match=r"depth\.safetensors: a depth checkpoint, but a matting"):
+        cache(CacheConfig(kind="coarse", data=str(data), model=str(quick / "a" / "depth.safetensors")))
+    with pytest.raises(DatasetError, match="nope.onnx"):
+        cache(CacheConfig(kind="coarse", data=str(data), model=str(tmp_path / "nope.onnx")))
