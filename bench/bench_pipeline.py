@@ -92,6 +92,7 @@ def variants(base: PipelineConfig) -> dict[str, PipelineConfig]:
     return {
         "default": base,
         "patches off (full grid)": replace(base, patches=False),
+        "patches 16 + context 4": replace(base, patch_size=16, patch_context=4),
         "depth off": replace(base, depth=False),
         "depth at model res": replace(base, depth_res=base.model_res or 256),
         "depth reuse k=3": replace(base, depth_every=3),
