@@ -473,6 +473,7 @@ int finish(const wbg_finish_args& f, int n_threads) {
     const int32_t hr = f.refine_h, wr = f.refine_w;
     // Patch mode: build the refined grid first (NaN = not covered; later patches overwrite earlier ones).
     std::vector<float> grid;
+    std::vector<uint8_t> cover;
     if (!full) {
         const int32_t p = f.patch_size;
         std::vector<float> tmp((size_t)p);
@@ -485,6 +486,14 @@ int finish(const wbg_finish_args& f, int n_threads) {
                 get(f.delta, f.delta_dtype, (int64_t)k * p * p + (int64_t)r * p, tmp.data(), p);
                 rows::add_clamp(dst, tmp.data(), dst, p);
             }
+        }
+        // per refine row: 0 = no refined cell, 1 = some, 2 = all
+        cover.resize((size_t)hr);
+        for (int32_t y = 0; y < hr; ++y) {
+            const float* g = grid.data() + (int64_t)y * wr;
+            int32_t n_ok = 0;
+            for (int32_t x = 0; x < wr; ++x) n_ok += g[x] == g[x];
+            cover[(size_t)y] = (uint8_t)(n_ok == 0 ? 0 : (n_ok == wr ? 2 : 1));
         }
     }
     const Taps ty = taps(hr, f.height), tx = taps(wr, f.width);
@@ -529,12 +538,19 @@ int finish(const wbg_finish_args& f, int n_threads) {
                 std::swap(h0, h1);
                 std::swap(have0, have1);
             }
-            fetch(y0, h0, have0);
-            fetch(y1, h1, have1);
-            rows::vlerp_f32(h0.data(), h1.data(), ty.w[(size_t)y], a, w);
-            if (!full) {  // the patch rule: a NaN tap means "not refined here", take the coarse alpha there
-                coarse->row(0, (int32_t)y, 0, w, crow.data());
-                rows::fill_nan(a, crow.data(), w);
+            // Patch mode shortcuts, same result: a tap row without any refined cell makes every pixel coarse; two
+            // fully refined tap rows need no coarse value.
+            const int c0 = full ? 2 : cover[(size_t)y0], c1 = full ? 2 : cover[(size_t)y1];
+            if (c0 == 0 || c1 == 0) {
+                coarse->row(0, (int32_t)y, 0, w, a);
+            } else {
+                fetch(y0, h0, have0);
+                fetch(y1, h1, have1);
+                rows::vlerp_f32(h0.data(), h1.data(), ty.w[(size_t)y], a, w);
+                if (c0 != 2 || c1 != 2) {  // the patch rule: a NaN tap means "not refined here", take the coarse alpha
+                    coarse->row(0, (int32_t)y, 0, w, crow.data());
+                    rows::fill_nan(a, crow.data(), w);
+                }
             }
             const int64_t pix = y * w;
             // Final alpha and the u8 output are built in L1-resident row buffers and streamed out with
