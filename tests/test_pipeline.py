@@ -347,7 +347,10 @@ def test_overlapped_stream_raises_bad_frames_and_stops(toy):
     # a consumer that stops early does not leave the worker hanging
     it = p.stream(disc_frame() for _ in range(100))
     next(it)
+    with pytest.raises(RuntimeError, match="while an overlapped stream"):
+        p.process(disc_frame())
     it.close()
+    assert p.process(disc_frame()).alpha.shape == (240, 320)
 
 
 def test_depth_reuse_skips_the_model_on_still_frames(toy):

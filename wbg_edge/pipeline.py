@@ -280,6 +280,7 @@ class Pipeline:
         self._depth_age = 0
         self._depth_cache_geom: Geometry | None = None
         self._max_batch = 1 << 30
+        self._streaming = False
         self.nonfinite_frames = 0
         self._warned_nonfinite = False
 
@@ -308,6 +309,8 @@ class Pipeline:
 
     def process(self, frame: np.ndarray) -> Matte:
         """Background removal for one frame: u8 (H, W, 3) BGR, (H, W, 4) BGRA or (H, W[, 1]) gray."""
+        if self._streaming:
+            raise RuntimeError("Pipeline.process called while an overlapped stream() is running on this pipeline")
         slot = self._slots[0]
         self._front(frame, slot, copy=False)
         return self._back(slot)
@@ -626,6 +629,9 @@ class Pipeline:
             except BaseException as e:  # hand it to the consumer, which raises it in its own thread
                 ready.put(e)
 
+        if self._streaming:
+            raise RuntimeError("Pipeline.stream: another overlapped stream() is already running on this pipeline")
+        self._streaming = True
         worker = threading.Thread(target=front_worker, name="wbg-front", daemon=True)
         worker.start()
         try:
@@ -641,3 +647,4 @@ class Pipeline:
         finally:
             stop.set()
             worker.join(timeout=5.0)
+            self._streaming = False
