@@ -37,7 +37,8 @@ def test_evaluate_writes_table_json_and_contact_sheet(quick, tmp_path):
     res = evaluate.evaluate(evaluate.EvalConfig(checkpoint=str(quick / "a"), n=4, size=64, out=str(out), sheet_rows=2))
     rows = {(r["region"], r["variant"]): r for r in res["table"]}
     for region in ("whole", "band"):
-        for variant in ("coarse", "refined", "coarse-no-depth", "segmenter", "segmenter-refined"):
+        for variant in ("coarse", "refined", "coarse-no-depth", "segmenter", "segmenter-refined", "coarse-depthnet",
+                        "refined-stage2"):
             r = rows[(region, variant)]
             assert r["n"] == 4 and all(np.isfinite(r[k]) and r[k] >= 0 for k in ("sad", "mse", "grad", "conn"))
     assert rows[("band", "coarse")]["sad"] <= rows[("whole", "coarse")]["sad"] + 1e-9  # band is a subset

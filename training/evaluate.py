@@ -10,6 +10,8 @@ on the whole image and the boundary band (trimap unknown region), for:
     coarse-no-depth    matting with D = 0 (the runtime's depth-free mode)
     segmenter          ground truth degraded like a person segmenter's mask (seeded)
     segmenter-refined  the refiner applied to that mask
+    coarse-depthnet    matting fed by our DepthNet instead of the scene's depth (what the bundle runs)
+    refined-stage2     the refiner after refiner-wild (CHECKPOINT/refiner-wild/), when present
 
 plus the low-contrast scenes (with vs without depth) and semi-transparent regions. Writes
 results.json and a contact sheet (image, GT, coarse, refined, |error|) into --out.
@@ -78,6 +80,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     matting = checkpoint.frozen(checkpoint.load(ckpt, "matting")[0])
     refiner = checkpoint.frozen(checkpoint.load(ckpt, "refiner")[0])
     depth_net = checkpoint.frozen(checkpoint.load(ckpt, "depth")[0]) if (ckpt / "depth.safetensors").is_file() else None
+    stage2 = ckpt / "refiner-wild" / "refiner.safetensors"
+    refiner2 = checkpoint.frozen(checkpoint.load(stage2, "refiner")[0]) if stage2.is_file() else None
     rows: dict[tuple[str, str], list[dict]] = {}
     sheet = []
 
@@ -98,8 +102,17 @@ def evaluate(cfg: EvalConfig) -> dict:
             coarse_nd = coarse_from_model(matting, x, torch.zeros_like(d))
             seg = torch.from_numpy(degrade_alpha(np.random.default_rng([cfg.seed, i, 5]), alpha))[None, None]
             seg_refined = refine(seg, refiner(torch.cat([x, d, seg], 1)))
+            extra = {}
+            if depth_net is not None:
+                d_net = normalise_depth(torch.nn.functional.interpolate(
+                    depth_net(torch.nn.functional.interpolate(x, scale_factor=0.5, mode="bilinear",
+                                                              antialias=True)),
+                    size=x.shape[-2:], mode="bilinear", align_corners=False))  # depth at half model res
+                extra["coarse_dn"] = coarse_from_model(matting, x, d_net)
+            if refiner2 is not None:
+                extra["refined2"] = refine(coarse, refiner2(torch.cat([x, d, coarse], 1)))
         out = {k: v[0, 0].numpy() for k, v in dict(coarse=coarse, refined=refined, coarse_nd=coarse_nd, seg=seg,
-                                                    seg_refined=seg_refined).items()}
+                                                    seg_refined=seg_refined, **extra).items()}
         band = metrics.boundary_band(alpha, cfg.band_radius)
         for region, mask in (("whole", None), ("band", band)):
             add(region, "coarse", out["coarse"], alpha, mask)
@@ -107,13 +120,21 @@ def evaluate(cfg: EvalConfig) -> dict:
             add(region, "coarse-no-depth", out["coarse_nd"], alpha, mask)
             add(region, "segmenter", out["seg"], alpha, mask)
             add(region, "segmenter-refined", out["seg_refined"], alpha, mask)
+            if "coarse_dn" in out:
+                add(region, "coarse-depthnet", out["coarse_dn"], alpha, mask)
+            if "refined2" in out:
+                add(region, "refined-stage2", out["refined2"], alpha, mask)
         if flags.get("low_contrast"):
             add("low-contrast", "coarse", out["coarse"], alpha, None)
             add("low-contrast", "coarse-no-depth", out["coarse_nd"], alpha, None)
             add("low-contrast", "refined", out["refined"], alpha, None)
+            if "coarse_dn" in out:
+                add("low-contrast", "coarse-depthnet", out["coarse_dn"], alpha, None)
         if semi is not None and semi.any():
             add("semi-transparent", "coarse", out["coarse"], alpha, semi)
             add("semi-transparent", "refined", out["refined"], alpha, semi)
+            if "refined2" in out:
+                add("semi-transparent", "refined-stage2", out["refined2"], alpha, semi)
         if len(sheet) < cfg.sheet_rows:
             sheet.append([image, alpha, out["coarse"], out["refined"], np.abs(out["refined"] - alpha)])
     table = [{"region": r, "variant": v, "n": len(ms), **{k: float(np.mean([m[k] for m in ms])) for k in ms[0]}}

@@ -46,7 +46,7 @@ def stages(cfg: RecipeConfig) -> list[TrainConfig]:
         return max(1, round(steps * cfg.scale))
 
     return [replace(base, stage="depth", steps=n(cfg.depth_steps), lr=3e-3),
-            replace(base, stage="matting", steps=n(cfg.matting_steps), lr=3e-3, depth_dropout=0.3),
+            replace(base, stage="matting", steps=n(cfg.matting_steps), lr=3e-3, depth_dropout=0.5),
             replace(base, stage="refiner-wild", steps=n(cfg.wild_steps), lr=1e-3),
             replace(base, stage="refiner-synthetic", steps=n(cfg.synthetic_steps), lr=3e-3,
                     coarse_source="mixed", p_degraded=0.4)]
