@@ -1,1 +1,1 @@
-"""Install target of the native fused refine op (libwbg_refine*.so, built by CMakeLists.txt); loaded by wbg_edge.native."""
+"""Install target of the native fused refine op (libwbg_refine*.so from CMakeLists.txt); see wbg_edge.native."""
