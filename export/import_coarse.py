@@ -46,7 +46,9 @@ from wbg_edge.bundle import (
     atomic_write_bytes,
     default_bundle_dir,
     load_bundle,
+    real_world_bundle_dir,
     sha256_file,
+    wbg_edge_home,
     write_bundle,
 )
 
@@ -79,17 +81,6 @@ class ImportCoarseError(RuntimeError):
 
 class RegistryUnreachable(ImportCoarseError):
     """pip could not reach the package index to download the wheel."""
-
-
-def wbg_edge_home() -> Path:
-    """Per-user cache root: $WBG_EDGE_HOME, else ~/.cache/wbg-edge."""
-    env = os.environ.get("WBG_EDGE_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "wbg-edge"
-
-
-def real_world_bundle_dir() -> Path:
-    """Where the installed real-world bundle lives (the importer's default --out; the runtime looks here)."""
-    return wbg_edge_home() / "bundles" / "real-world"
 
 
 def wheel_cache_dir() -> Path:

@@ -218,3 +218,34 @@ def test_image_folder_with_mixed_sizes_and_channels(tmp_path, capsys):
     assert main(["run", "-i", str(d), "-o", str(tmp_path / "o.mp4"), *FAST]) == 0
     assert read_back(tmp_path / "o.mp4") == (3, (96, 160, 3))
     assert "resized" in capsys.readouterr().err
+
+
+def _install_real_world(home: Path) -> Path:
+    """A stand-in real-world bundle: a valid bundle (the shipped files) renamed, at the importer's default path."""
+    import shutil
+
+    from wbg_edge.bundle import default_bundle_dir
+
+    rw = home / "bundles" / "real-world"
+    shutil.copytree(default_bundle_dir(), rw)
+    m = json.loads((rw / "manifest.json").read_text())
+    m["name"] = "real-world-standin"
+    (rw / "manifest.json").write_text(json.dumps(m))
+    return rw
+
+
+@pytest.mark.parametrize("live, installed, used", [
+    (True, True, "real-world-standin"),   # a camera picks the installed real-world bundle
+    (True, False, "default"),             # ... or says in one line how to add it
+    (False, True, "default"),             # files keep the shipped default
+])
+def test_live_sources_use_the_real_world_bundle(tmp_path, monkeypatch, capsys, live, installed, used):
+    monkeypatch.setenv("WBG_EDGE_HOME", str(tmp_path / "home"))
+    if installed:
+        _install_real_world(tmp_path / "home")
+    flag = "--live" if live else "--no-live"
+    assert main(["run", "-i", "synthetic://", flag, "--frames", "2", "-o", "null", *FAST[:-1]]) == 0  # not -q
+    err = capsys.readouterr().err
+    assert f"bundle {used}" in err
+    hint = [line for line in err.splitlines() if "import_coarse mediapipe-selfie" in line]
+    assert len(hint) == (1 if live and not installed else 0)

@@ -241,6 +241,17 @@ def write_bundle(bundle: Bundle) -> Path:
     return mpath
 
 
+def wbg_edge_home() -> Path:
+    """Per-user data root (imported bundles, cached wheels): $WBG_EDGE_HOME, else ~/.cache/wbg-edge."""
+    env = os.environ.get("WBG_EDGE_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "wbg-edge"
+
+
+def real_world_bundle_dir() -> Path:
+    """Where `python -m export.import_coarse mediapipe-selfie` installs the real-world bundle by default."""
+    return wbg_edge_home() / "bundles" / "real-world"
+
+
 def default_bundle_dir() -> Path:
     """The bundle shipped inside the package (trained by training/recipes/default.py)."""
     return Path(__file__).resolve().parent / "models" / "default"

@@ -168,6 +168,20 @@ def make_config(args: argparse.Namespace, **overrides):
         raise CliError(str(e)) from None
 
 
+def choose_bundle(args: argparse.Namespace, src) -> str | None:
+    """--bundle if given; for a live source (a person at a camera) the installed real-world bundle,
+    whose imported segmenter finds real people; otherwise the shipped default (None)."""
+    if args.bundle is not None or not src.live:
+        return args.bundle
+    from .bundle import real_world_bundle_dir
+    rw = real_world_bundle_dir()
+    if (rw / "manifest.json").is_file():
+        return str(rw)
+    _note("note: no real-world bundle installed, so the default models (trained on generated scenes) will not "
+          "find real people; add it once with: python -m export.import_coarse mediapipe-selfie")
+    return None
+
+
 def choose_mode(args: argparse.Namespace, sink) -> str:
     """--output if given; else composite when a background was named, rgba for 'transparent',
     else what the sink stores best. One-line error when the sink cannot store that mode."""
@@ -247,7 +261,7 @@ def cmd_run(args) -> int:
                 if getattr(sink, "backend", None) == "opencv":
                     _note("PyAV not installed: writing MPEG-4 (mp4v) with OpenCV; "
                           "pip install 'wbg-edge[video]' for H.264")
-                pipe = Pipeline(make_config(args, mode=mode))
+                pipe = Pipeline(make_config(args, mode=mode, bundle=choose_bundle(args, src)))
                 opened.update(src=src, sink=sink, mode=mode, pipe=pipe)
                 if not args.quiet:
                     _note(f"wbg-edge run: {args.input} -> {args.out} ({mode}), backend {_backend_name(pipe)}, "
