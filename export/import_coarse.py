@@ -1,7 +1,7 @@
 """Import a pretrained person segmenter as the coarse stage of a bundle (issue 13).
 
     python -m export.import_coarse mediapipe-selfie [--variant general|landscape] [--wheel PATH] [--out DIR]
-                                   [--with-refiner [BUNDLE_DIR] | --no-refiner] [--no-depth]
+                                   [--with-refiner [BUNDLE_DIR] | --no-refiner] [--depth]
 
 MediaPipe's selfie segmentation (Apache-2.0) ships as .tflite files inside the `mediapipe==0.10.14` wheel
 on PyPI. The wheel is only downloaded (`pip download --no-deps`) and opened as a zip: mediapipe is never
@@ -18,7 +18,7 @@ wheel, licence text, converter version). Conversion is deterministic: the same w
 A "real-world" bundle is this coarse model plus our refiner (and our depth model). By default the folder holds
 only the imported ONNX and its manifest names the shipped bundle as `base`, from which the runtime takes the
 stages this bundle lacks (`wbg_edge.bundle.Bundle.resolve`); `--with-refiner [BUNDLE_DIR]` instead copies the
-refiner (and depth unless --no-depth) in, making the folder self-contained. Installed real-world bundles live
+refiner (and depth with --depth) in, making the folder self-contained. Installed real-world bundles live
 in `real_world_bundle_dir()` = `$WBG_EDGE_HOME/bundles/real-world` (WBG_EDGE_HOME defaults to
 ~/.cache/wbg-edge), the importer's default --out.
 """
@@ -288,15 +288,18 @@ def _copy_stage(src: Bundle, stage: str, out: Path) -> tuple[Bundle, Artifact]:
 
 
 def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general", wheel: str | os.PathLike | None = None,
-                            refiner_bundle: str | os.PathLike | None = None, depth: bool = True,
+                            refiner_bundle: str | os.PathLike | None = None, depth: bool = False,
                             base: str | None = "default", check: bool = True) -> ImportResult:
     """Convert MediaPipe selfie segmentation into a bundle at `out` (see the module docstring).
 
     The refiner and depth stages of the real-world bundle come from either
       - `refiner_bundle`: copied from that bundle (and depth too when `depth`): a self-contained folder; or
-      - `base` (when no `refiner_bundle`): the manifest names a base bundle ("default" = the shipped one) whose
-        stages the runtime uses for those this bundle lacks (`Bundle.resolve`); nothing is copied.
-    With neither, the bundle holds only the coarse model."""
+      - `base` (when no `refiner_bundle`): the manifest names a base bundle ("default" = the shipped one) and
+        borrows its refiner (and depth when `depth`) through `base_stages` (`Bundle.resolve`); nothing is copied.
+    With neither, the bundle holds only the coarse model.
+    Depth is off by default: our depth model learns from generated scenes, and on real photos its depth
+    pulls the refiner away from the segmenter (measured on the three sample photos: IoU with the coarse
+    mask 0.55-0.83 with it, 0.98-0.99 without; bench/RESULTS.md)."""
     import onnx
 
     from export.tflite_to_onnx import CONVERTER_VERSION, OPSET, op_histogram
@@ -355,7 +358,8 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
     bundle = Bundle(root=out, name=name, artifacts=tuple(artifacts), model_res=model_res, refine_res=refine_res,
                     producer={"onnx": onnx.__version__, "tflite": version("tflite"), "opset": OPSET,
                               "converter": f"export.tflite_to_onnx {CONVERTER_VERSION}"},
-                    provenance=provenance, base=base_name)
+                    provenance=provenance, base=base_name,
+                    base_stages=("refiner", "depth") if depth else ("refiner",) if base_name else None)
     write_bundle(bundle)
     if old is not None:  # files the previous manifest listed and this one does not
         keep = {a.file for a in artifacts}
@@ -379,19 +383,17 @@ def main(argv: list[str] | None = None) -> int:
     ref.add_argument("--with-refiner", nargs="?", type=Path, const=default_bundle_dir(), metavar="BUNDLE_DIR",
                      help="copy the refiner (and depth) from this bundle into the output, making it self-contained "
                           "(no value: the shipped bundle). Default: copy nothing and name the shipped bundle as the "
-                          "manifest's base, so the runtime takes refiner and depth from it")
+                          "manifest's base, so the runtime takes the refiner (and depth with --depth) from it")
     ref.add_argument("--no-refiner", action="store_true", help="write only the imported coarse model, no base")
-    p.add_argument("--no-depth", action="store_true", help="with --with-refiner: do not copy the depth model")
+    p.add_argument("--depth", action="store_true",
+                   help="also use our depth model (trained on generated scenes: off by default for real footage)")
     p.add_argument("--no-check", action="store_true", help="skip the parity check against the TFLite interpreter")
     a = p.parse_args(argv)
-    if a.no_depth and a.with_refiner is None:
-        p.error("--no-depth needs --with-refiner (a bundle based on the shipped one takes its depth stage; "
-                "run it with depth off instead)")
     out = a.out if a.out is not None else real_world_bundle_dir()
     from export.tflite_to_onnx import ConversionError
     try:
         r = import_mediapipe_selfie(out, variant=a.variant, wheel=a.wheel, refiner_bundle=a.with_refiner,
-                                    depth=not a.no_depth, base=None if a.no_refiner else "default",
+                                    depth=a.depth, base=None if a.no_refiner else "default",
                                     check=not a.no_check)
     except (ImportCoarseError, ConversionError, BundleError) as e:
         print(f"import_coarse: {e}", file=sys.stderr)

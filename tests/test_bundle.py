@@ -99,3 +99,21 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         atomic_write_bytes(target, object())  # not bytes: the write fails midway
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]  # no temp file left behind
+
+
+def test_base_stages_limit_what_is_borrowed(tmp_path):
+    own = tmp_path / "rw"
+    own.mkdir()
+    src = load_bundle(default_bundle_dir())
+    coarse = src.find("coarse")
+    shutil.copy(src.path(coarse), own / "seg.onnx")
+    entry = dict(coarse.to_dict(), file="seg.onnx", sha256=sha256_file(own / "seg.onnx"))
+    manifest = {"schema": 1, "name": "rw", "base": "default", "base_stages": ["refiner"], "artifacts": [entry]}
+    (own / "manifest.json").write_text(json.dumps(manifest))
+    b = load_bundle(own)
+    assert b.available_stages() == {"coarse", "refiner"}
+    assert b.resolve("depth") is None and b.resolve("refiner")[0].root == default_bundle_dir()
+    manifest["base_stages"] = ["refiner", "nonsense"]
+    (own / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="base_stages must be"):
+        load_bundle(own)

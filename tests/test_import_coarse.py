@@ -52,10 +52,12 @@ def test_import_writes_bundle_with_provenance(general, wheel):
     b = load_bundle(general.bundle.root)
     assert b.stages() == {"coarse"} and b.name == "real-world"
     assert sorted(p.name for p in b.root.glob("*.onnx")) == [general.artifact.file]
-    # refiner and depth come from the shipped bundle, named as the base
-    assert b.base == "default"
+    # the refiner comes from the shipped bundle, named as the base; its depth model is not borrowed
+    # (trained on generated scenes, it misleads the refiner on real photos)
+    assert b.base == "default" and b.base_stages == ("refiner",)
     holder, ref = b.resolve("refiner")
     assert holder.root == default_bundle_dir() and holder.verify(ref)
+    assert b.resolve("depth") is None and b.available_stages() == {"coarse", "refiner"}
     a = b.find("coarse")
     b.verify(a)
     assert (a.contract, a.layout, a.fixed_size) == ("rgb", "NCHW", (256, 256))
@@ -117,7 +119,7 @@ def test_landscape_variant(wheel, tmp_path):
 
 def test_real_world_bundle_copies_refiner_and_depth(wheel, tmp_path):
     out = tmp_path / "rw"
-    r = ic.import_mediapipe_selfie(out, wheel=wheel, refiner_bundle=default_bundle_dir(), check=False)
+    r = ic.import_mediapipe_selfie(out, wheel=wheel, refiner_bundle=default_bundle_dir(), depth=True, check=False)
     b = load_bundle(out)
     assert b.name == "real-world" and b.stages() == {"coarse", "refiner", "depth"}
     for a in b.artifacts:

@@ -258,7 +258,7 @@ def test_patch_context_removes_seams(tmp_path, monkeypatch):
     root = make_bundle(tmp_path / "conv", refiner="conv")
     frame = disc_frame(360, 480)
     full = toy_pipeline(root, patches=False, mode="alpha").process(frame).alpha.copy()
-    seams = toy_pipeline(root, patch_size=16, mode="alpha").process(frame)
+    seams = toy_pipeline(root, patch_size=16, patch_context=0, mode="alpha").process(frame)
     ctx = toy_pipeline(root, patch_size=16, patch_context=2, mode="alpha").process(frame)
     assert 0 < ctx.refined == seams.refined < 0.5
     assert np.abs(seams.alpha - full).max() > 5e-3  # zero padding at the patch borders shows

@@ -23,8 +23,9 @@ The manifest is the contract between `export` (which writes it) and the runtime 
       ],
       "producer": {"torch": "...", "onnx": "...", ...},
       "provenance": {...},                          # where imported weights came from
-      "base": "default"                             # optional: stages this bundle lacks come from
-    }                                               # the shipped bundle (or a folder path)
+      "base": "default",                            # optional: stages this bundle lacks come from
+      "base_stages": ["refiner"]                    # the shipped bundle (or a folder path); only
+    }                                               # these stages when given (default: all)
 
 A bundle with a `base` (an imported segmenter, say) holds only its own files; `Bundle.resolve(stage)`
 finds each stage here first, then in the base, and every file is still checked against the manifest
@@ -92,12 +93,21 @@ class Bundle:
     producer: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     base: str | None = None
+    base_stages: tuple[str, ...] | None = None  # stages borrowed from the base; None = any it has
 
     def path(self, artifact: Artifact) -> Path:
         return self.root / artifact.file
 
     def stages(self) -> set[str]:
         return {a.stage for a in self.artifacts}
+
+    def available_stages(self) -> set[str]:
+        """Stages this bundle runs: its own plus those it borrows from its base."""
+        base = self.base_bundle()
+        return self.stages() | ({s for s in base.stages() if self._borrows(s)} if base is not None else set())
+
+    def _borrows(self, stage: str) -> bool:
+        return self.base is not None and (self.base_stages is None or stage in self.base_stages)
 
     def find(self, stage: str, format: str = "onnx", precision: str | None = None) -> Artifact | None:
         """The artifact for a stage in a format, preferring `precision` (else fp32, then any)."""
@@ -124,7 +134,7 @@ class Bundle:
         a = self.find(stage, format, precision)
         if a is not None:
             return self, a
-        base = self.base_bundle()
+        base = self.base_bundle() if self._borrows(stage) else None
         if base is not None:
             a = base.find(stage, format, precision)
             if a is not None:
@@ -149,6 +159,8 @@ class Bundle:
             d["provenance"] = self.provenance
         if self.base is not None:
             d["base"] = self.base
+        if self.base_stages is not None:
+            d["base_stages"] = list(self.base_stages)
         return d
 
 
@@ -209,6 +221,14 @@ def _parse_artifact(d: dict, where: Path) -> Artifact:
     return a
 
 
+def _parse_base_stages(v, where: Path) -> tuple[str, ...] | None:
+    if v is None:
+        return None
+    if not isinstance(v, list) or any(s not in STAGES for s in v):
+        raise BundleError(f"{where}: base_stages must be a list of {list(STAGES)}, got {v!r}")
+    return tuple(v)
+
+
 def load_bundle(root: str | os.PathLike) -> Bundle:
     """Read and check `root/manifest.json` (hashes are checked per file by `Bundle.verify`)."""
     root = Path(root)
@@ -231,7 +251,8 @@ def load_bundle(root: str | os.PathLike) -> Bundle:
                   artifacts=tuple(_parse_artifact(a, mpath) for a in arts),
                   model_res=int(d.get("model_res", 256)), refine_res=int(d.get("refine_res", 512)),
                   producer=dict(d.get("producer", {})), provenance=dict(d.get("provenance", {})),
-                  base=d.get("base"))
+                  base=d.get("base"),
+                  base_stages=_parse_base_stages(d.get("base_stages"), mpath))
 
 
 def write_bundle(bundle: Bundle) -> Path:

@@ -54,7 +54,7 @@ class PipelineConfig:
     depth_motion: float = 0.02         # ... unless the mean |change| of the depth input (in [0, 1]) exceeds this
     patches: bool = True               # refine only boundary-band patches (False: the full refine grid)
     patch_size: int = 32               # P, patches are P x P on the refine grid, multiple of 8
-    patch_context: int = 0             # refine pixels of context around each patch (even; the refiner sees
+    patch_context: int = 4             # refine pixels of context around each patch (even; the refiner sees
                                        # (P + 2c)^2, only the inner P x P is kept: no seams between patches)
     band_dilation: int = 2             # band dilation, in coarse pixels
     full_grid_above: float = 0.6       # band covering more than this fraction of the grid: refine the full grid
@@ -229,8 +229,7 @@ class Pipeline:
         self.config = config
         root = Path(config.bundle) if config.bundle else default_bundle_dir()
         self.bundle: Bundle = load_bundle(root)
-        base = self.bundle.base_bundle()
-        stages = self.bundle.stages() | (base.stages() if base is not None else set())
+        stages = self.bundle.available_stages()
         for need in ("coarse", "refiner"):
             if need not in stages:
                 raise BundleError(f"{root / 'manifest.json'}: the bundle has no {need!r} stage")
