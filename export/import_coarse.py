@@ -359,7 +359,10 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
                     producer={"onnx": onnx.__version__, "tflite": version("tflite"), "opset": OPSET,
                               "converter": f"export.tflite_to_onnx {CONVERTER_VERSION}"},
                     provenance=provenance, base=base_name,
-                    base_stages=("refiner", "depth") if depth else ("refiner",) if base_name else None)
+                    base_stages=("refiner", "depth") if depth else ("refiner",) if base_name else None,
+                    # our refiner learnt on whole crops: tiles need context or their zero-padded
+                    # borders show as seams on real photos (bench/RESULTS.md)
+                    runtime={"patch_context": 4} if name == "real-world" else {})
     write_bundle(bundle)
     if old is not None:  # files the previous manifest listed and this one does not
         keep = {a.file for a in artifacts}

@@ -117,3 +117,11 @@ def test_base_stages_limit_what_is_borrowed(tmp_path):
     (own / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="base_stages must be"):
         load_bundle(own)
+
+
+def test_runtime_hints_are_checked(bundle_copy):
+    edit_manifest(bundle_copy, lambda m: m.update(runtime={"patch_context": 4}))
+    assert load_bundle(bundle_copy).runtime == {"patch_context": 4}
+    edit_manifest(bundle_copy, lambda m: m.update(runtime={"patch_context": "4", "rm -rf": 1}))
+    with pytest.raises(BundleError, match="runtime must map"):
+        load_bundle(bundle_copy)

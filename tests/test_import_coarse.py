@@ -305,3 +305,14 @@ def test_pipeline_runs_real_world_bundle(wheel, tmp_path, copy):
     assert alpha.shape == photos["grace_hopper"].shape[:2] and 0 <= alpha.min() and alpha.max() <= 1
     assert alpha[h // 3: 2 * h // 3, w // 3: 2 * w // 3].mean() > 0.9
     assert np.concatenate([alpha[:20, :20].ravel(), alpha[:20, -20:].ravel()]).mean() < 0.1
+
+
+def test_real_world_bundle_asks_for_patch_context(general):
+    """The bundle's runtime hint sets the Pipeline's tile context; an explicit config value wins."""
+    from wbg_edge.pipeline import Pipeline, PipelineConfig
+
+    b = load_bundle(general.bundle.root)
+    assert b.runtime == {"patch_context": 4}
+    assert Pipeline(PipelineConfig(bundle=str(b.root))).patch_context == 4
+    assert Pipeline(PipelineConfig(bundle=str(b.root), patch_context=0)).patch_context == 0
+    assert Pipeline(PipelineConfig()).patch_context == 0  # the shipped bundle asks for none

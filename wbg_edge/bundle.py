@@ -6,6 +6,7 @@ The manifest is the contract between `export` (which writes it) and the runtime 
       "schema": 1,
       "name": "default",
       "model_res": 256, "refine_res": 512,          # defaults the runtime starts from
+      "runtime": {"patch_context": 4},              # optional: other PipelineConfig defaults
       "artifacts": [                                # one entry per file
         {"stage": "depth" | "coarse" | "refiner",
          "file": "matting.onnx", "format": "onnx" | "engine",
@@ -94,6 +95,7 @@ class Bundle:
     provenance: dict = field(default_factory=dict)
     base: str | None = None
     base_stages: tuple[str, ...] | None = None  # stages borrowed from the base; None = any it has
+    runtime: dict = field(default_factory=dict)  # PipelineConfig defaults this bundle's models want
 
     def path(self, artifact: Artifact) -> Path:
         return self.root / artifact.file
@@ -161,6 +163,8 @@ class Bundle:
             d["base"] = self.base
         if self.base_stages is not None:
             d["base_stages"] = list(self.base_stages)
+        if self.runtime:
+            d["runtime"] = self.runtime
         return d
 
 
@@ -229,6 +233,18 @@ def _parse_base_stages(v, where: Path) -> tuple[str, ...] | None:
     return tuple(v)
 
 
+RUNTIME_HINTS = {"patch_context": int}
+
+
+def _parse_runtime(v, where: Path) -> dict:
+    if v is None:
+        return {}
+    if not isinstance(v, dict) or any(k not in RUNTIME_HINTS or not isinstance(x, RUNTIME_HINTS[k])
+                                      for k, x in v.items()):
+        raise BundleError(f"{where}: runtime must map {sorted(RUNTIME_HINTS)} to integers, got {v!r}")
+    return dict(v)
+
+
 def load_bundle(root: str | os.PathLike) -> Bundle:
     """Read and check `root/manifest.json` (hashes are checked per file by `Bundle.verify`)."""
     root = Path(root)
@@ -252,7 +268,8 @@ def load_bundle(root: str | os.PathLike) -> Bundle:
                   model_res=int(d.get("model_res", 256)), refine_res=int(d.get("refine_res", 512)),
                   producer=dict(d.get("producer", {})), provenance=dict(d.get("provenance", {})),
                   base=d.get("base"),
-                  base_stages=_parse_base_stages(d.get("base_stages"), mpath))
+                  base_stages=_parse_base_stages(d.get("base_stages"), mpath),
+                  runtime=_parse_runtime(d.get("runtime"), mpath))
 
 
 def write_bundle(bundle: Bundle) -> Path:

@@ -54,7 +54,7 @@ class PipelineConfig:
     depth_motion: float = 0.02         # ... unless the mean |change| of the depth input (in [0, 1]) exceeds this
     patches: bool = True               # refine only boundary-band patches (False: the full refine grid)
     patch_size: int = 32               # P, patches are P x P on the refine grid, multiple of 8
-    patch_context: int = 4             # refine pixels of context around each patch (even; the refiner sees
+    patch_context: int | None = None   # refine pixels of context around each patch (even; the refiner sees
                                        # (P + 2c)^2, only the inner P x P is kept: no seams between patches)
     band_dilation: int = 2             # band dilation, in coarse pixels
     full_grid_above: float = 0.6       # band covering more than this fraction of the grid: refine the full grid
@@ -80,7 +80,8 @@ class PipelineConfig:
             raise ValueError(f"depth_motion must be in [0, 1], got {self.depth_motion!r}")
         if not isinstance(self.patch_size, int) or self.patch_size < 8 or self.patch_size % 8 or self.patch_size > 512:
             raise ValueError(f"patch_size must be a multiple of 8 in [8, 512], got {self.patch_size!r}")
-        if not isinstance(self.patch_context, int) or not 0 <= self.patch_context <= 64 or self.patch_context % 2:
+        if self.patch_context is not None and (not isinstance(self.patch_context, int)
+                                               or not 0 <= self.patch_context <= 64 or self.patch_context % 2):
             raise ValueError(f"patch_context must be an even integer in [0, 64], got {self.patch_context!r}")
         if not isinstance(self.band_dilation, int) or not 0 <= self.band_dilation <= 64:
             raise ValueError(f"band_dilation must be an integer in [0, 64], got {self.band_dilation!r}")
@@ -263,6 +264,9 @@ class Pipeline:
         self.backend_name = self.refiner_model.backend.name
         self.model_res = config.model_res or self.bundle.model_res
         self.refine_res = config.refine_res or self.bundle.refine_res
+        # None: what the bundle asks for (its refiner's training decides whether tiles need context)
+        self.patch_context = (config.patch_context if config.patch_context is not None
+                              else int(self.bundle.runtime.get("patch_context", 0)))
         self.depth_res = config.depth_res or max(32, (self.model_res // 2) // 32 * 32)
         self._background_spec = parse_background(config.background)
         self.mode = "rgba" if config.mode == "composite" and self._background_spec.kind == "transparent" \
@@ -464,7 +468,7 @@ class Pipeline:
             return b
         hr, wr = g.refine
         p = self.config.patch_size
-        q = p + 2 * self.config.patch_context
+        q = p + 2 * self.patch_context
         dt_in, dt_out = self.refiner_model.in_dtype, self.refiner_model.out_dtype
         band = None
         pack_p = delta_p = pack_i = delta_i = None
@@ -520,7 +524,7 @@ class Pipeline:
             tm["coarse"] = (t1 - t0) * 1e3
         if not bad:
             hr, wr = g.refine
-            p, c = self.config.patch_size, self.config.patch_context
+            p, c = self.config.patch_size, self.patch_context
             q = p + 2 * c
             patches = None
             if b.band is not None:
