@@ -74,15 +74,21 @@ def test_not_json_and_missing_folder(tmp_path):
         load_bundle(tmp_path)
 
 
-def test_base_bundle_supplies_missing_stages(tmp_path):
-    # An imported-style bundle: only a coarse file of its own, the rest from the shipped bundle.
-    own = tmp_path / "rw"
-    own.mkdir()
+def based_bundle(root, **fields):
+    """An imported-style bundle: only a coarse file of its own, the rest from the shipped bundle."""
+    root.mkdir()
     src = load_bundle(default_bundle_dir())
     coarse = src.find("coarse")
-    shutil.copy(src.path(coarse), own / "seg.onnx")
-    entry = dict(coarse.to_dict(), file="seg.onnx", sha256=sha256_file(own / "seg.onnx"))
-    (own / "manifest.json").write_text(json.dumps({"schema": 1, "name": "rw", "base": "default", "artifacts": [entry]}))
+    shutil.copy(src.path(coarse), root / "seg.onnx")
+    entry = dict(coarse.to_dict(), file="seg.onnx", sha256=sha256_file(root / "seg.onnx"))
+    manifest = {"schema": 1, "name": "rw", "base": "default", "artifacts": [entry], **fields}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
+
+
+def test_base_bundle_supplies_missing_stages(tmp_path):
+    own = tmp_path / "rw"
+    based_bundle(own)
     b = load_bundle(own)
     holder, art = b.resolve("coarse")
     assert holder.root == own and art.file == "seg.onnx"
@@ -103,13 +109,7 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
 
 def test_base_stages_limit_what_is_borrowed(tmp_path):
     own = tmp_path / "rw"
-    own.mkdir()
-    src = load_bundle(default_bundle_dir())
-    coarse = src.find("coarse")
-    shutil.copy(src.path(coarse), own / "seg.onnx")
-    entry = dict(coarse.to_dict(), file="seg.onnx", sha256=sha256_file(own / "seg.onnx"))
-    manifest = {"schema": 1, "name": "rw", "base": "default", "base_stages": ["refiner"], "artifacts": [entry]}
-    (own / "manifest.json").write_text(json.dumps(manifest))
+    manifest = based_bundle(own, base_stages=["refiner"])
     b = load_bundle(own)
     assert b.available_stages() == {"coarse", "refiner"}
     assert b.resolve("depth") is None and b.resolve("refiner")[0].root == default_bundle_dir()

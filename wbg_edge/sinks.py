@@ -114,7 +114,36 @@ def _check_target(path: Path, where: str) -> None:
 
 # ---------------------------------------------------------------- video files
 
-class VideoSink:
+class _Sink:
+    """What every sink shares: `closed`, close(), and use as a context manager (closing finalizes)."""
+
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _SizedSink(_Sink):
+    """A sink that counts frames (and size-fitted frames) through its `_Sized`."""
+
+    _sized: _Sized
+
+    @property
+    def frames(self) -> int:
+        return self._sized.frames
+
+    @property
+    def resized(self) -> int:
+        return self._sized.resized
+
+
+class VideoSink(_SizedSink):
     """A video file: PyAV (H.264 / ProRes 4444 / VP9 with alpha / qtrle) or OpenCV (mp4v, MJPG)."""
 
     threadable = True  # may write on a thread of its own (wbg_edge.stream), one frame at a time
@@ -148,14 +177,6 @@ class VideoSink:
         self._stream = None
         self._even: tuple[int, int] | None = None
         self.closed = False
-
-    @property
-    def frames(self) -> int:
-        return self._sized.frames
-
-    @property
-    def resized(self) -> int:
-        return self._sized.resized
 
     def write(self, image: np.ndarray) -> None:
         if self.closed:
@@ -273,16 +294,10 @@ class VideoSink:
         if err is not None:
             raise SinkError(f"{self.where}: finishing the file failed ({err}); it may be incomplete")
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
 
 # ---------------------------------------------------------------- image sequences
 
-class PngSink:
+class PngSink(_SizedSink):
     """One PNG per frame in a folder (`dir/`, named frame_000000.png) or by a pattern (`dir/%05d.png`)."""
 
     modes = MODES
@@ -306,14 +321,6 @@ class PngSink:
         self._sized = _Sized(target)
         self.closed = False
 
-    @property
-    def frames(self) -> int:
-        return self._sized.frames
-
-    @property
-    def resized(self) -> int:
-        return self._sized.resized
-
     def write(self, image: np.ndarray) -> None:
         img = self._sized.fit(image)
         self.folder.mkdir(exist_ok=True)
@@ -330,19 +337,10 @@ class PngSink:
             raise SinkError(f"{path}: write failed after {self.frames} frames ({e.strerror or e})") from None
         self._sized.frames += 1
 
-    def close(self) -> None:
-        self.closed = True
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
 
 # ---------------------------------------------------------------- raw pipe, window, virtual camera, null
 
-class RawPipeSink:
+class RawPipeSink(_SizedSink):
     """Raw frames on stdout: bgr24 (composite), bgra (rgba) or gray (alpha), frame after frame.
 
     Read with: ffmpeg -f rawvideo -pix_fmt bgr24 -s WxH -r FPS -i - out.mp4
@@ -358,14 +356,6 @@ class RawPipeSink:
         self._sized = _Sized(self.where)
         self.closed = False
         self.pix_fmt: str | None = None
-
-    @property
-    def frames(self) -> int:
-        return self._sized.frames
-
-    @property
-    def resized(self) -> int:
-        return self._sized.resized
 
     def write(self, image: np.ndarray) -> None:
         img = self._sized.fit(image)
@@ -384,17 +374,8 @@ class RawPipeSink:
             raise SinkError(f"stdout: write failed after {self.frames} frames ({e.strerror or e})") from None
         self._sized.frames += 1
 
-    def close(self) -> None:
-        self.closed = True
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class WindowSink:
+class WindowSink(_Sink):
     """An OpenCV window; `q` or Esc ends the stream (raises SinkClosed)."""
 
     modes = ("composite", "alpha")
@@ -424,14 +405,8 @@ class WindowSink:
             except cv2.error:
                 pass
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class VirtualCamSink:
+class VirtualCamSink(_SizedSink):
     """A virtual webcam through pyvirtualcam (optional), opened on the first frame."""
 
     modes = ("composite",)
@@ -445,14 +420,6 @@ class VirtualCamSink:
                             "and its OS driver (v4l2loopback on Linux, OBS on Windows/macOS)") from None
         self._mod, self.fps, self.device = pyvirtualcam, fps or 25.0, device
         self.where, self._cam, self._sized, self.closed = "vcam://", None, _Sized("vcam://"), False
-
-    @property
-    def frames(self) -> int:
-        return self._sized.frames
-
-    @property
-    def resized(self) -> int:
-        return self._sized.resized
 
     def write(self, image: np.ndarray) -> None:
         img = self._sized.fit(image)
@@ -470,14 +437,8 @@ class VirtualCamSink:
             self._cam.close()
         self.closed = True
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class NullSink:
+class NullSink(_Sink):
     modes = MODES
     prefers = "composite"
 
@@ -486,15 +447,6 @@ class NullSink:
 
     def write(self, image: np.ndarray) -> None:
         self.frames += 1
-
-    def close(self) -> None:
-        self.closed = True
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 # ---------------------------------------------------------------- the factory
