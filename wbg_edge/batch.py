@@ -58,7 +58,6 @@ class BatchConfig:
     resume: bool = False
     chunk_frames: int = 600           # videos longer than this are cut into chunks (0: never)
     overlap: int = 8                  # frames decoded before each chunk to warm temporal smoothing
-    batch_frames: int = 1             # frames per model call; see Job.batch_frames
     summary: Path | None = None       # default OUTDIR/batch-summary.json
     retries: int = 2                  # extra attempts for a Unit whose worker died (local pool)
 
@@ -105,8 +104,6 @@ class Job:
     outdir: str
     output_mode: str | None = None    # composite | rgba | alpha; None: the Pipeline's own (config.mode)
     format: str = "same"              # output container: "same" as the input, or an extension (mp4, mov, png...)
-    batch_frames: int = 1             # frames per model call: the bundles allow batch > 1 (DESIGN.md 3), but
-                                      # Pipeline.process takes one frame, so Units run frame by frame for now
     threads: int = 0                  # inference threads per worker (0: leave the Pipeline's default)
 
 
@@ -598,7 +595,7 @@ def run_batch(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, job: Job,
     if cfg.workers is not None and cfg.workers < 1:
         raise BatchError(f"--workers must be at least 1, got {cfg.workers}")
     if cfg.chunk_frames < 0 or cfg.overlap < 0:
-        raise BatchError(f"--chunk-frames and --overlap must be >= 0, got {cfg.chunk_frames} and {cfg.overlap}")
+        raise BatchError(f"--chunk-frames and --chunk-overlap must be >= 0, got {cfg.chunk_frames} and {cfg.overlap}")
     if job.format not in OUTPUT_FORMATS:
         raise BatchError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {job.format!r}")
     gpus = len(_cuda_devices())
@@ -704,10 +701,8 @@ def add_batch_parser(subparsers: Any, add_run_options: Callable[[Any], None] | N
                         "alpha), or png (a folder of PNGs)")
     p.add_argument("--chunk-frames", type=int, default=BatchConfig.chunk_frames,
                    help="cut longer videos into chunks of about this many frames (0: never)")
-    p.add_argument("--overlap", type=int, default=BatchConfig.overlap,
+    p.add_argument("--chunk-overlap", type=int, default=BatchConfig.overlap,
                    help="frames decoded before each chunk to warm temporal smoothing")
-    p.add_argument("--batch-frames", type=int, default=1,
-                   help="frames per model call (reserved: the Pipeline runs one frame per call today)")
     p.add_argument("--summary", type=Path, default=None, help="summary JSON (default OUTDIR/batch-summary.json)")
     if add_run_options is not None:
         add_run_options(p)

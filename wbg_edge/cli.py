@@ -124,9 +124,8 @@ def add_pipeline_options(p: argparse.ArgumentParser, with_output: bool = True) -
                        help="what to write (default: rgba for .mov/.webm/PNG outputs, composite otherwise)")
     g.add_argument("--background", type=_background, metavar="BG",
                    help="transparent | colour name or #RRGGBB | blur[:k] | image file (default green)")
-    if "--overlap" not in p._option_string_actions:
-        g.add_argument("--overlap", "--threaded", dest="overlap", action=argparse.BooleanOptionalAction,
-                       default=None, help="overlap the depth of frame t+1 with the rest of frame t on a second thread")
+    g.add_argument("--overlap", "--threaded", dest="overlap", action=argparse.BooleanOptionalAction,
+                   default=None, help="overlap the depth of frame t+1 with the rest of frame t on a second thread")
     g.add_argument("--threads", type=_int_range(1, 1024), metavar="N",
                    help="ONNX Runtime threads per model (default: all cores)")
     g.add_argument("--patch-context", dest="patch_context", type=_int_range(0, 256, 2), metavar="C",
@@ -518,15 +517,13 @@ def cmd_batch(args) -> int:
     from .batch import BatchConfig, Job, run_batch
 
     mode = args.mode or ("rgba" if (args.background or "").lower() == "transparent" else "composite")
-    cfg = BatchConfig(outdir=args.outdir, workers=args.workers or max(1, (os.cpu_count() or 2) // 2), ray=args.ray,
-                      resume=args.resume, chunk_frames=args.chunk_frames, overlap=args.overlap,
-                      batch_frames=args.batch_frames, summary=args.summary)
-    # batch's --overlap is its chunk overlap (frames), not PipelineConfig.overlap
-    pipe_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "overlap"})
-    job = Job(pipeline_config=make_config(pipe_args, mode=mode), outdir=str(args.outdir), output_mode=mode,
-              format=args.format, batch_frames=args.batch_frames)
-    with stop_on_signals():
-        report = run_batch(args.inputs, cfg, job, stream=sys.stderr)
+    # workers None: batch decides (one per GPU or per core here, the cluster's size under Ray)
+    cfg = BatchConfig(outdir=args.outdir, workers=args.workers, ray=args.ray, resume=args.resume,
+                      chunk_frames=args.chunk_frames, overlap=args.chunk_overlap, summary=args.summary)
+    job = Job(pipeline_config=make_config(args, mode=mode), outdir=str(args.outdir), output_mode=mode,
+              format=args.format)
+    with stop_on_signals() as stop:  # Ctrl-C ends the job cleanly; --resume continues it
+        report = run_batch(args.inputs, cfg, job, stream=sys.stderr, stop=stop)
     print(report.table())
     return 1 if report.failed else 0
 
