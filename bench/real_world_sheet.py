@@ -72,6 +72,19 @@ def tile(img: np.ndarray, label: str) -> np.ndarray:
     return t
 
 
+def edge_agreement(alpha: np.ndarray, bgr: np.ndarray, coarse: np.ndarray, band_px: int = 12) -> float:
+    """How well the matte's edges follow the photo's: Pearson correlation of |grad alpha| and
+    |grad image| inside the boundary band (the coarse mask's 0.5 contour dilated by `band_px`)."""
+    edge = cv2.Canny(((coarse > 0.5) * 255).astype(np.uint8), 1, 1) > 0
+    band = cv2.dilate(edge.astype(np.uint8), np.ones((2 * band_px + 1,) * 2, np.uint8)) > 0
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255
+
+    def grad(x):
+        return np.hypot(cv2.Sobel(x, cv2.CV_32F, 1, 0), cv2.Sobel(x, cv2.CV_32F, 0, 1))[band]
+
+    return float(np.corrcoef(grad(alpha.astype(np.float32)), grad(gray))[0, 1])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", type=Path, help="real-world bundle (default: the installed one, else imported now)")
@@ -90,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if not photos:
         print("no sample photos (install scikit-image and matplotlib)", file=sys.stderr)
         return 1
-    rows, table = [], ["| photo | IoU refined vs coarse (a > 0.5) | soft pixels coarse | soft pixels refined |",
-                       "|---|---|---|---|"]
+    rows, table = [], ["| photo | IoU refined vs coarse (a > 0.5) | soft pixels coarse | soft pixels refined "
+                       "| edge agreement coarse | edge agreement refined |", "|---|---|---|---|---|---|"]
     for name, rgb in photos.items():
         bgr = np.ascontiguousarray(rgb[..., ::-1])
         ac = coarse_alpha(bundle, rgb)
@@ -103,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             inter = ((ac > 0.5) & (ar > 0.5)).sum()
             union = max(((ac > 0.5) | (ar > 0.5)).sum(), 1)
             soft = [float(((x > 0.02) & (x < 0.98)).mean()) for x in (ac, ar)]
-            table.append(f"| {name} | {inter / union:.3f} | {soft[0]:.1%} | {soft[1]:.1%} |")
+            agree = [edge_agreement(x, bgr, ac) for x in (ac, ar)]
+            table.append(f"| {name} | {inter / union:.3f} | {soft[0]:.1%} | {soft[1]:.1%} "
+                         f"| {agree[0]:.3f} | {agree[1]:.3f} |")
         else:
             tiles.append(tile(composite(bgr, ac, a.colour), "composite (coarse)"))
         rows.append(np.concatenate(tiles, axis=1))
