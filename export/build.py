@@ -266,8 +266,10 @@ def build(cfg: BuildConfig, step: Callable[[str], None] = lambda _: None) -> Bui
         producer["gpu"] = gpu or "none"
         provenance = {m.stage: m.provenance for m in models if m.provenance}
         provenance["source"] = {"kind": kind, "path": str(source)}
+        # the runtime defaults a source bundle asks for (e.g. patch context) hold for its engines too
+        runtime = load_bundle(source).runtime if kind == "bundle" else {}
         bundle = Bundle(root=out, name=cfg.name, artifacts=tuple(artifacts), model_res=cfg.model_res,
-                        refine_res=cfg.refine_res, producer=producer, provenance=provenance)
+                        refine_res=cfg.refine_res, producer=producer, provenance=provenance, runtime=runtime)
         report = render_report(cfg, bundle, engine_rows, time.perf_counter() - t0)
         atomic_write_bytes(stage_dir / "REPORT.md", report.encode())
         step("write bundle")

@@ -191,11 +191,13 @@ def test_build_from_bundle_of_fixed_size_imported_model(tmp_path):
                    sha256=sha256_file(src / "seg.onnx"), inputs={"image": [1, 3, 48, 64]},
                    outputs={"alpha": [1, 1, 48, 64]}, fixed_size=(48, 64), size_multiple=1)
     write_bundle(Bundle(root=src, name="imported", artifacts=(art,), provenance={"coarse": {"source": "test"}},
-                        base="default"))  # depth and refiner come from the shipped bundle
+                        base="default", base_stages=("refiner",),  # the refiner comes from the shipped bundle
+                        runtime={"patch_context": 4}))
     target = "trt-rtx" if has_trt_rtx() else "onnx"
     res = build(BuildConfig(out=tmp_path / "out", source=src, target=target, fp16=True, **SMALL))
     b = load_bundle(res.bundle.root)
-    assert b.base is None and b.stages() == {"depth", "coarse", "refiner"}  # complete: engines for every stage
+    assert b.base is None and b.stages() == {"coarse", "refiner"}  # complete: every stage it runs, no depth
+    assert b.runtime == {"patch_context": 4}  # the source's runtime defaults hold for its engines
     assert b.provenance["coarse"] == {"source": "test"}
     coarse = [a for a in b.artifacts if a.stage == "coarse"]
     assert {a.file for a in coarse} >= {"seg.onnx", "seg.fp16.onnx"}
