@@ -119,6 +119,15 @@ def only_outputs(outdir: Path) -> list[str]:
     return sorted(p.name for p in outdir.iterdir() if p.name != STATE_DIR)
 
 
+def assert_three_clips_done(report, out, clips, reference):
+    """Every clip done, its frames equal to the Pipeline run directly, and nothing else left in `out`."""
+    assert [i.status for i in report.items] == ["done"] * 3, [i.error for i in report.items]
+    for name in ("c1", "c2", "c3"):
+        got, want = png_frames(out / name), reference(clips[name])
+        assert len(got) == len(want) and all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+    assert only_outputs(out) == ["batch-summary.json", "c1", "c2", "c3"]
+
+
 def make_job(cfg, outdir: Path, fmt: str = "png") -> Job:
     return Job(cfg, str(outdir), format=fmt, threads=1)
 
@@ -226,11 +235,7 @@ def test_ray_actor_killed_is_retried(tmp_path, clips, ray_cluster, pipeline_conf
         stop.set()
         t.join()
     assert killed
-    assert [i.status for i in report.items] == ["done"] * 3, [i.error for i in report.items]
-    for name in ("c1", "c2", "c3"):
-        got, want = png_frames(out / name), reference(clips[name])
-        assert len(got) == len(want) and all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
-    assert only_outputs(out) == ["batch-summary.json", "c1", "c2", "c3"]
+    assert_three_clips_done(report, out, clips, reference)
 
 
 # ---------------------------------------------------------------- local pool
@@ -296,11 +301,7 @@ def test_local_pool_worker_killed_is_retried(tmp_path, clips, pipeline_config, r
         stop.set()
         t.join()
     assert killed
-    assert [i.status for i in report.items] == ["done"] * 3, [i.error for i in report.items]
-    for name in ("c1", "c2", "c3"):
-        got, want = png_frames(out / name), reference(clips[name])
-        assert len(got) == len(want) and all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
-    assert only_outputs(out) == ["batch-summary.json", "c1", "c2", "c3"]
+    assert_three_clips_done(report, out, clips, reference)
 
 
 def test_killed_job_resumes_without_duplicates(tmp_path, pipeline_config):
