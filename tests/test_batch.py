@@ -128,6 +128,30 @@ def assert_three_clips_done(report, out, clips, reference):
     assert only_outputs(out) == ["batch-summary.json", "c1", "c2", "c3"]
 
 
+def run_batch_killing_one(victim, poll_s: float, clips, cfg: BatchConfig, job: Job):
+    """Run the three clips while a thread SIGKILLs the first process `victim()` names (it returns a pid
+    or None); asserts that one was killed and returns the report."""
+    stop, killed = threading.Event(), []
+
+    def killer():
+        while not stop.is_set() and not killed:
+            pid = victim()
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(poll_s)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    try:
+        report = run_batch([clips["c1"], clips["c2"], clips["c3"]], cfg, job)
+    finally:
+        stop.set()
+        t.join()
+    assert killed
+    return report
+
+
 def make_job(cfg, outdir: Path, fmt: str = "png") -> Job:
     return Job(cfg, str(outdir), format=fmt, threads=1)
 
@@ -214,27 +238,15 @@ def _ray_actor_pids() -> list[int]:
 def test_ray_actor_killed_is_retried(tmp_path, clips, ray_cluster, pipeline_config, reference):
     """SIGKILL one Ray actor mid-job: Ray restarts it and retries its Unit; outputs whole, none doubled."""
     out = tmp_path / "out"
-    killed: list[int] = []
-    stop = threading.Event()
 
-    def killer():
-        while not stop.is_set() and not killed:
-            pids = _ray_actor_pids()
-            if pids:
-                time.sleep(0.5)
-                os.kill(pids[0], signal.SIGKILL)
-                killed.append(pids[0])
-            time.sleep(0.05)
+    def victim():  # an actor, once it has had half a second to start work
+        pids = _ray_actor_pids()
+        if pids:
+            time.sleep(0.5)
+        return pids[0] if pids else None
 
-    t = threading.Thread(target=killer, daemon=True)
-    t.start()
-    try:
-        report = run_batch([clips["c1"], clips["c2"], clips["c3"]], BatchConfig(outdir=out, workers=2, ray="auto"),
-                           make_job(pipeline_config, out))
-    finally:
-        stop.set()
-        t.join()
-    assert killed
+    report = run_batch_killing_one(victim, 0.05, clips, BatchConfig(outdir=out, workers=2, ray="auto"),
+                                   make_job(pipeline_config, out))
     assert_three_clips_done(report, out, clips, reference)
 
 
@@ -281,26 +293,13 @@ def test_local_pool_worker_killed_is_retried(tmp_path, clips, pipeline_config, r
     import multiprocessing
 
     out = tmp_path / "out"
-    stop = threading.Event()
-    killed: list[int] = []
 
-    def killer():  # once a Unit is running (its marker file exists), kill a pool worker
-        while not stop.is_set() and not killed:
-            kids = multiprocessing.active_children()
-            if kids and list((out / STATE_DIR / "tmp").glob("running-*")):
-                os.kill(kids[0].pid, signal.SIGKILL)
-                killed.append(kids[0].pid)
-            time.sleep(0.01)
+    def victim():  # a pool worker, once a Unit is running (its marker file exists)
+        kids = multiprocessing.active_children()
+        return kids[0].pid if kids and list((out / STATE_DIR / "tmp").glob("running-*")) else None
 
-    t = threading.Thread(target=killer, daemon=True)
-    t.start()
-    try:
-        report = run_batch([clips["c1"], clips["c2"], clips["c3"]], BatchConfig(outdir=out, workers=2),
-                           make_job(pipeline_config, out))
-    finally:
-        stop.set()
-        t.join()
-    assert killed
+    report = run_batch_killing_one(victim, 0.01, clips, BatchConfig(outdir=out, workers=2),
+                                   make_job(pipeline_config, out))
     assert_three_clips_done(report, out, clips, reference)
 
 
