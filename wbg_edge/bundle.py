@@ -42,6 +42,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 SCHEMA = 1
@@ -122,6 +123,10 @@ class Bundle:
 
     def base_bundle(self) -> Bundle | None:
         """The bundle named by `base` ("default" = the shipped one; else a folder, relative to this one)."""
+        return self._base
+
+    @cached_property
+    def _base(self) -> Bundle | None:  # read once: resolve() asks for it per stage
         if self.base is None:
             return None
         root = default_bundle_dir() if self.base == "default" else (self.root / self.base)
