@@ -57,6 +57,9 @@ CONTRACTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+CHANNELS = {"depth": 3, "rgbd": 4, "rgb": 3, "refiner": 5}  # input channels per contract
+
+
 class BundleError(ValueError):
     """A bundle or manifest that cannot be used; the message is one line naming the file."""
 
@@ -153,6 +156,9 @@ class Bundle:
         p = self.path(artifact)
         if not p.is_file():
             raise BundleError(f"{p}: listed in {self.root / 'manifest.json'} but missing")
+        if not p.resolve().is_relative_to(self.root.resolve()):  # a symlink out of the folder
+            raise BundleError(f"{p}: resolves to {p.resolve()}, outside the bundle folder {self.root}; "
+                              f"artifacts must be files inside it")
         digest = sha256_file(p)
         if digest != artifact.sha256:
             raise BundleError(f"{p}: SHA-256 {digest[:12]}... does not match the manifest "
@@ -171,6 +177,34 @@ class Bundle:
         if self.runtime:
             d["runtime"] = self.runtime
         return d
+
+
+def _static(d) -> bool:
+    return isinstance(d, int) and d >= 0  # ORT gives str / None, TensorRT -1, for dynamic dims
+
+
+def check_io(artifact: Artifact, inputs: dict[str, tuple], outputs: dict[str, tuple], path: Path) -> None:
+    """The tensors a loaded model really has (name -> shape) against its contract and its manifest entry,
+    so a file with the wrong names, rank or channels fails at load with one line, not mid-stream."""
+    _, ins, outs = CONTRACTS[artifact.contract]
+    if set(inputs) != set(ins) or not set(outs) <= set(outputs):
+        raise BundleError(f"{path}: model has inputs {sorted(inputs)} / outputs {sorted(outputs)}; contract "
+                          f"{artifact.contract!r} needs inputs {list(ins)} / outputs {list(outs)}")
+    axis = 3 if artifact.layout.upper() == "NHWC" else 1
+    for name in ins:
+        shape = tuple(inputs[name])
+        if len(shape) != 4:
+            raise BundleError(f"{path}: input {name!r} has rank {len(shape)} (shape {shape}); contract "
+                              f"{artifact.contract!r} needs rank 4 ({artifact.layout})")
+        if _static(shape[axis]) and shape[axis] != CHANNELS[artifact.contract]:
+            raise BundleError(f"{path}: input {name!r} has {shape[axis]} channels (shape {shape}); contract "
+                              f"{artifact.contract!r} needs {CHANNELS[artifact.contract]}")
+    for name, shape in [*((n, inputs[n]) for n in ins), *((n, outputs[n]) for n in outs)]:
+        declared = {**artifact.inputs, **artifact.outputs}[name]
+        shape = tuple(shape)
+        if len(shape) != len(declared) or any(_static(a) and _static(b) and a != b
+                                              for a, b in zip(shape, declared, strict=True)):
+            raise BundleError(f"{path}: tensor {name!r} has shape {shape}, the manifest declares {declared}")
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -198,7 +232,42 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+# field -> accepted JSON types, checked before anything is built from a (possibly hand-edited) entry
+_ARTIFACT_TYPES = {"stage": str, "file": str, "format": str, "precision": str, "contract": str, "sha256": str,
+                   "inputs": dict, "outputs": dict, "contract_version": int, "size_multiple": int,
+                   "fixed_size": (list, type(None)), "layout": str, "engine": (dict, type(None)),
+                   "validation": (dict, type(None))}
+_REQUIRED = ("stage", "file", "format", "precision", "contract", "sha256", "inputs", "outputs")
+
+
+def _check_types(d, where: Path) -> None:
+    if not isinstance(d, dict):
+        raise BundleError(f"{where}: artifact entry {d!r} is not an object")
+    name = d.get("file", "?")
+    for k in _REQUIRED:
+        if k not in d:
+            raise BundleError(f"{where}: artifact entry {name!r} is malformed (field {k!r} is missing)")
+    for k, types in _ARTIFACT_TYPES.items():
+        v = d.get(k)
+        if k in d and (not isinstance(v, types) or isinstance(v, bool)):  # bool is an int in Python
+            want = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+            raise BundleError(f"{where}: artifact entry {name!r} is malformed ({k!r} must be {want}, "
+                              f"got {type(v).__name__})")
+    for k in ("inputs", "outputs"):
+        for t, dims in d[k].items():
+            if not isinstance(dims, list) or any(not isinstance(x, (int, str)) or isinstance(x, bool) for x in dims):
+                raise BundleError(f"{where}: artifact entry {name!r} is malformed ({k}[{t!r}] must be a list "
+                                  f"of ints and dim names, got {dims!r})")
+    fixed = d.get("fixed_size")
+    if fixed is not None and (len(fixed) != 2 or any(not isinstance(x, int) or isinstance(x, bool) or x < 1
+                                                      for x in fixed)):
+        raise BundleError(f"{where}: artifact entry {name!r} is malformed (fixed_size must be [H, W], got {fixed!r})")
+    if len(d["sha256"]) != 64 or any(c not in "0123456789abcdef" for c in d["sha256"]):
+        raise BundleError(f"{where}: artifact entry {name!r} is malformed (sha256 must be 64 hex digits)")
+
+
 def _parse_artifact(d: dict, where: Path) -> Artifact:
+    _check_types(d, where)
     try:
         a = Artifact(stage=d["stage"], file=d["file"], format=d["format"], precision=d["precision"],
                      contract=d["contract"], sha256=d["sha256"], inputs=dict(d["inputs"]),
@@ -223,9 +292,11 @@ def _parse_artifact(d: dict, where: Path) -> Artifact:
                           f"{list(a.outputs)}; contract {a.contract!r} needs {list(ins)} / {list(outs)}")
     if a.format not in ("onnx", "engine"):
         raise BundleError(f"{where}: artifact {a.file!r} has format {a.format!r}; expected 'onnx' or 'engine'")
+    if a.layout.upper() not in ("NCHW", "NHWC"):
+        raise BundleError(f"{where}: artifact {a.file!r} has layout {a.layout!r}; expected 'NCHW' or 'NHWC'")
     if a.contract == "rgb" and a.fixed_size is None:
         raise BundleError(f"{where}: artifact {a.file!r} has contract 'rgb' but no fixed_size [H, W]")
-    if Path(a.file).is_absolute() or ".." in Path(a.file).parts:
+    if Path(a.file).is_absolute() or ".." in Path(a.file).parts or Path(a.file).name in ("", "."):
         raise BundleError(f"{where}: artifact file {a.file!r} must be a plain name inside the bundle folder")
     return a
 
@@ -250,6 +321,10 @@ def _parse_runtime(v, where: Path) -> dict:
     return dict(v)
 
 
+_TOP_TYPES = {"name": str, "model_res": int, "refine_res": int, "producer": dict, "provenance": dict,
+              "base": (str, type(None)), "artifacts": list}
+
+
 def load_bundle(root: str | os.PathLike) -> Bundle:
     """Read and check `root/manifest.json` (hashes are checked per file by `Bundle.verify`)."""
     root = Path(root)
@@ -262,12 +337,21 @@ def load_bundle(root: str | os.PathLike) -> Bundle:
         d = json.loads(mpath.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BundleError(f"{mpath}: not valid JSON ({e})") from None
-    if not isinstance(d, dict) or d.get("schema") != SCHEMA:
-        raise BundleError(f"{mpath}: manifest schema {d.get('schema') if isinstance(d, dict) else None!r}, "
-                          f"expected {SCHEMA}")
+    schema = d.get("schema") if isinstance(d, dict) else None
+    if isinstance(schema, int) and not isinstance(schema, bool) and schema > SCHEMA:
+        raise BundleError(f"{mpath}: manifest schema {schema} is newer than this runtime reads ({SCHEMA}); "
+                          f"upgrade wbg-edge or re-export the bundle with this version")
+    if schema != SCHEMA:
+        raise BundleError(f"{mpath}: manifest schema {schema!r}, expected {SCHEMA}")
     arts = d.get("artifacts")
     if not isinstance(arts, list) or not arts:
         raise BundleError(f"{mpath}: manifest lists no artifacts")
+    for k, types in _TOP_TYPES.items():
+        if k in d and (not isinstance(d[k], types) or isinstance(d[k], bool)):
+            raise BundleError(f"{mpath}: manifest field {k!r} has the wrong type ({type(d[k]).__name__})")
+    for k in ("model_res", "refine_res"):
+        if k in d and (d[k] < 32 or d[k] % 32):
+            raise BundleError(f"{mpath}: manifest {k} must be a multiple of 32 and >= 32, got {d[k]}")
     return Bundle(root=root, name=str(d.get("name", root.name)),
                   artifacts=tuple(_parse_artifact(a, mpath) for a in arts),
                   model_res=int(d.get("model_res", 256)), refine_res=int(d.get("refine_res", 512)),

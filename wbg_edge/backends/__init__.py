@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..bundle import Artifact, Bundle, BundleError
+from ..bundle import Artifact, Bundle, BundleError, check_io
 
 BACKENDS = ("auto", "ort", "trt")
 
@@ -117,10 +117,18 @@ def open_backend(kind: str, bundle: Bundle, artifact: Artifact,
         if artifact.format != "onnx":
             raise BundleError(f"{bundle.path(artifact)}: ONNX Runtime needs an .onnx artifact, got {artifact.format}")
         from .onnxruntime import OrtBackend
-        return OrtBackend(bundle.verify(artifact), options)
-    if kind == "trt":
+        backend = OrtBackend(bundle.verify(artifact), options)
+    elif kind == "trt":
         if artifact.format != "engine":
             raise BundleError(f"{bundle.path(artifact)}: TensorRT needs an engine artifact, got {artifact.format}")
         from .tensorrt import TensorRTBackend
-        return TensorRTBackend.from_bundle(bundle, artifact, options)
-    raise ValueError(f"backend {kind!r} is not one of ['ort', 'trt']")
+        backend = TensorRTBackend.from_bundle(bundle, artifact, options)
+    else:
+        raise ValueError(f"backend {kind!r} is not one of ['ort', 'trt']")
+    try:  # a file whose hash matches a hand-edited manifest can still break the contract
+        check_io(artifact, {n: s.shape for n, s in backend.inputs().items()},
+                 {n: s.shape for n, s in backend.outputs().items()}, bundle.path(artifact))
+    except BundleError:
+        backend.close()
+        raise
+    return backend

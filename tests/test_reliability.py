@@ -1,0 +1,146 @@
+"""Issue 7, bad input and security: every case gives one line naming the file or argument, never a
+traceback, never a half-run; real ONNX Runtime sessions, real files written and read back."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+from onnx import helper
+from test_pipeline import _save, make_bundle
+
+from wbg_edge.bundle import BundleError, sha256_file
+from wbg_edge.pipeline import Pipeline, PipelineConfig
+
+FAST = dict(model_res=64, refine_res=64, threads=1)
+
+
+def one_line(e: BaseException | str, *words: str) -> str:
+    msg = str(e.value if hasattr(e, "value") else e)
+    assert "\n" not in msg.strip() and "Traceback" not in msg, msg
+    for w in words:
+        assert w in msg, msg
+    return msg
+
+
+def edit_manifest(root: Path, change) -> None:
+    m = json.loads((root / "manifest.json").read_text())
+    change(m)
+    (root / "manifest.json").write_text(json.dumps(m))
+
+
+def rehash(root: Path, file: str) -> None:
+    """What someone who swaps a model file by hand does: make the manifest hash match the new file."""
+    def fix(m):
+        next(a for a in m["artifacts"] if a["file"] == file).update(sha256=sha256_file(root / file))
+    edit_manifest(root, fix)
+
+
+def open_pipeline(root: Path) -> Pipeline:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the native op may fall back to numpy with a warning
+        return Pipeline(PipelineConfig(bundle=str(root), **FAST))
+
+
+# ------------------------------------------------------------------ ONNX files that break the contract
+
+def _mean(path: Path, inp: str, in_shape: list, out: str, out_shape: list, axis: int = 1) -> None:
+    _save(path, [helper.make_node("ReduceMean", [inp], [out], axes=[axis], keepdims=1)], inp, in_shape, out,
+          out_shape)
+
+
+WRONG_ONNX = {  # file -> (writer, words the error must contain)
+    "coarse input name": ("matting.onnx", lambda p: _mean(p, "x", ["N", 4, "H", "W"], "alpha", ["N", 1, "H", "W"]),
+                          "contract 'rgbd' needs inputs ['input']"),
+    "coarse channels": ("matting.onnx", lambda p: _mean(p, "input", ["N", 3, "H", "W"], "alpha", ["N", 1, "H", "W"]),
+                        "has 3 channels"),
+    "coarse rank": ("matting.onnx", lambda p: _mean(p, "input", [4, "H", "W"], "alpha", [1, "H", "W"], axis=0),
+                    "has rank 3"),
+    "refiner channels": ("refiner.onnx", lambda p: _mean(p, "input", ["N", 4, "H", "W"], "delta", ["N", 1, "H", "W"]),
+                         "contract 'refiner' needs 5"),
+    "refiner output name": ("refiner.onnx", lambda p: _mean(p, "input", ["N", 5, "H", "W"], "d", ["N", 1, "H", "W"]),
+                            "outputs ['delta']"),
+    "depth fixed size": ("depth.onnx", lambda p: _mean(p, "image", [1, 3, 64, 64], "depth", [1, 1, 64, 64]),
+                         None),  # a fixed-size depth model is allowed: no manifest dim says otherwise
+    "not an ONNX file": ("refiner.onnx", lambda p: p.write_bytes(b"\x08\x07not a protobuf" * 50),
+                         "ONNX Runtime could not load the model"),
+}
+
+
+@pytest.mark.parametrize("case", list(WRONG_ONNX))
+def test_onnx_with_the_wrong_contract_fails_at_load_in_one_line(tmp_path, case):
+    file, write, words = WRONG_ONNX[case]
+    root = make_bundle(tmp_path / "b")
+    write(root / file)
+    rehash(root, file)  # the hash matches, so only the contract check can catch it
+    if words is None:
+        open_pipeline(root).close()
+        return
+    with pytest.raises((BundleError, RuntimeError)) as e:
+        open_pipeline(root)
+    one_line(e, str(root / file), words)
+
+
+def test_manifest_shape_that_disagrees_with_the_file(tmp_path):
+    root = make_bundle(tmp_path / "b")
+    edit_manifest(root, lambda m: m["artifacts"][-1]["outputs"].update(delta=["N", 2, "H", "W"]))
+    with pytest.raises(BundleError) as e:
+        open_pipeline(root)
+    one_line(e, "refiner.onnx", "tensor 'delta'", "the manifest declares")
+
+
+# ------------------------------------------------------------------ manifests edited by hand
+
+def _first(m):
+    return m["artifacts"][0]
+
+
+HAND_EDITS = {
+    "hash changed": (lambda m: _first(m).update(sha256="0" * 64), "does not match the manifest"),
+    "hash not hex": (lambda m: _first(m).update(sha256="xyz"), "sha256 must be 64 hex digits"),
+    "file removed": (lambda m: _first(m).pop("file"), "field 'file' is missing"),
+    "stage removed": (lambda m: _first(m).pop("stage"), "field 'stage' is missing"),
+    "file a number": (lambda m: _first(m).update(file=7), "'file' must be str, got int"),
+    "inputs a string": (lambda m: _first(m).update(inputs="image"), "'inputs' must be dict"),
+    "dims not a list": (lambda m: _first(m).update(inputs={"image": "N3HW"}), "must be a list of ints"),
+    "fixed_size wrong": (lambda m: _first(m).update(fixed_size=[1, 2, 3]), "fixed_size must be [H, W]"),
+    "engine a string": (lambda m: _first(m).update(engine="tensorrt"), "'engine' must be dict or NoneType"),
+    "version a bool": (lambda m: _first(m).update(contract_version=True), "'contract_version' must be int"),
+    "entry not an object": (lambda m: m["artifacts"].insert(0, "depth.onnx"), "is not an object"),
+    "unknown stage": (lambda m: _first(m).update(stage="segmentation"), "but stage 'segmentation'"),
+    "unknown contract": (lambda m: _first(m).update(contract="rgba"), "unknown contract 'rgba'"),
+    "unknown layout": (lambda m: _first(m).update(layout="CHWN"), "layout 'CHWN'"),
+    "schema from the future": (lambda m: m.update(schema=2), "schema 2 is newer than this runtime"),
+    "schema a string": (lambda m: m.update(schema="1"), "schema '1', expected 1"),
+    "model_res a string": (lambda m: m.update(model_res="256"), "'model_res' has the wrong type"),
+    "model_res not /32": (lambda m: m.update(model_res=100), "model_res must be a multiple of 32"),
+    "producer a list": (lambda m: m.update(producer=[]), "'producer' has the wrong type"),
+    "base a number": (lambda m: m.update(base=3), "'base' has the wrong type"),
+    "path up and out": (lambda m: _first(m).update(file="../x.onnx"), "must be a plain name inside"),
+    "absolute path": (lambda m: _first(m).update(file="/etc/hostname"), "must be a plain name inside"),
+    "the folder itself": (lambda m: _first(m).update(file="."), "must be a plain name inside"),
+    "manifest a list": (lambda m: m.clear(), "manifest schema None"),
+}
+
+
+@pytest.mark.parametrize("case", list(HAND_EDITS))
+def test_hand_edited_manifest_is_refused_in_one_line(tmp_path, case):
+    change, words = HAND_EDITS[case]
+    root = make_bundle(tmp_path / "b")
+    edit_manifest(root, change)
+    with pytest.raises(BundleError) as e:
+        open_pipeline(root)
+    one_line(e, str(root), words)
+
+
+def test_symlink_out_of_the_bundle_is_refused(tmp_path):
+    root = make_bundle(tmp_path / "b")
+    outside = tmp_path / "elsewhere.onnx"
+    shutil.move(root / "refiner.onnx", outside)
+    os.symlink(outside, root / "refiner.onnx")  # same bytes, so the hash alone would pass
+    with pytest.raises(BundleError) as e:
+        open_pipeline(root)
+    one_line(e, "refiner.onnx", "outside the bundle folder")
