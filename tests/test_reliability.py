@@ -144,3 +144,104 @@ def test_symlink_out_of_the_bundle_is_refused(tmp_path):
     with pytest.raises(BundleError) as e:
         open_pipeline(root)
     one_line(e, "refiner.onnx", "outside the bundle folder")
+
+
+# ------------------------------------------------------------------ checkpoints: wrong stage, tampered, pickles
+
+class Payload:
+    """Unpickling this creates `marker`: proof that a loader ran code from the file."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def _tampered_shape(w: Path) -> None:
+    """Same names, kind stamp and file name; one tensor's shape changed (as a hand edit would)."""
+    import safetensors.torch as st
+    from safetensors import safe_open
+
+    with safe_open(str(w), "pt") as f:
+        meta = f.metadata()
+    state = st.load_file(str(w))
+    name = next(k for k, v in state.items() if v.ndim == 4)
+    state[name] = state[name][:, :1].contiguous()
+    st.save_file(state, str(w), metadata=meta)
+
+
+def test_export_refuses_another_stage_and_tampered_checkpoints(tmp_path, capsys):
+    from export.build_engine import main as build_main
+    from export.checkpoints import CheckpointError, load_checkpoint, random_model, save_checkpoint
+
+    for k in ("depth", "matting", "refiner"):
+        save_checkpoint(random_model(k), tmp_path / "ok")
+    shutil.copytree(tmp_path / "ok", tmp_path / "swapped")
+    for ext in (".safetensors", ".json"):  # a matting checkpoint where the refiner belongs
+        shutil.copy(tmp_path / "ok" / f"matting{ext}", tmp_path / "swapped" / f"refiner{ext}")
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(tmp_path / "swapped", "refiner")
+    one_line(e, "refiner.json", "'matting'", "expected 'refiner'")
+    rc = build_main(["--checkpoints", str(tmp_path / "swapped"), "--onnx-only", "--out", str(tmp_path / "o"),
+                     "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and not (tmp_path / "o" / "manifest.json").exists()
+    one_line(err.strip().splitlines()[-1], "refiner.json", "'matting'")
+
+    _tampered_shape(tmp_path / "ok" / "refiner.safetensors")
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(tmp_path / "ok", "refiner")
+    one_line(e, "refiner.safetensors", "weights do not fit", "size mismatch")
+
+
+def test_training_refuses_another_stage_and_tampered_checkpoints(tmp_path, capsys):
+    from training import checkpoint
+    from training.models import build_model, default_config
+    from training.train import main as train_main
+
+    checkpoint.save(tmp_path / "m", build_model(default_config("matting")), "matting", {})
+    matting = tmp_path / "m" / "matting.safetensors"
+    with pytest.raises(checkpoint.CheckpointMismatch) as e:
+        checkpoint.load(matting, "refiner")
+    one_line(e, str(matting), "a matting checkpoint, but a refiner checkpoint is needed")
+    rc = train_main(["--stage", "refiner-wild", "--init", str(matting), "--out", str(tmp_path / "o"),
+                     "--no-progress", "--steps", "1"])
+    out = capsys.readouterr().out.strip()
+    assert rc == 2 and not (tmp_path / "o" / "refiner.safetensors").exists()
+    one_line(out, str(matting), "refiner checkpoint is needed")
+
+    _tampered_shape(matting)
+    with pytest.raises(checkpoint.CheckpointMismatch) as e:
+        checkpoint.load(matting, "matting")
+    one_line(e, str(matting), "weights do not fit")
+
+
+def test_pickles_named_like_checkpoints_are_refused_without_running(tmp_path, capsys):
+    import pickle
+
+    import torch
+
+    from export.checkpoints import CheckpointError, load_checkpoint, random_model, save_checkpoint
+    from training import checkpoint
+    from training.train import main as train_main
+
+    marker = tmp_path / "pwned"
+    save_checkpoint(random_model("refiner"), tmp_path / "c")
+    (tmp_path / "c" / "refiner.safetensors").write_bytes(pickle.dumps({"w": Payload(marker)}))
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(tmp_path / "c", "refiner")
+    one_line(e, "refiner.safetensors", "corrupt or unreadable safetensors")
+    with pytest.raises(checkpoint.CheckpointMismatch) as e:
+        checkpoint.load(tmp_path / "c", "refiner")
+    one_line(e, "refiner.safetensors", "unreadable safetensors file")
+
+    # the trainer's resume state is the one torch.load in the tree: weights_only=True must refuse a planted pickle
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save({"stage": "matting", "step": 0, "log": [], "optimizer": Payload(marker)}, out / "matting.state.pt")
+    rc = train_main(["--stage", "matting", "--out", str(out), "--no-progress", "--steps", "1"])
+    msg = capsys.readouterr().out.strip()
+    assert rc == 2
+    one_line(msg, "matting.state.pt", "not a resume state")
+    assert not marker.exists()  # no loader ran the payload

@@ -238,6 +238,20 @@ def _save_curve(log: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _load_state(path: Path) -> dict:
+    """The resume state (step, log, optimizer): tensors and plain containers only. weights_only=True
+    refuses any pickled object, so a planted file cannot run code."""
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as e:  # UnpicklingError, RuntimeError (not a torch zip), EOFError ...
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise TrainError(f"{path}: not a resume state this trainer wrote ({type(e).__name__}: {first[:160]}); "
+                         f"delete it to start over") from None
+    if not isinstance(state, dict) or not {"stage", "step", "log", "optimizer"} <= set(state):
+        raise TrainError(f"{path}: not a resume state this trainer wrote (keys missing); delete it to start over")
+    return state
+
+
 def train(cfg: TrainConfig) -> torch.nn.Module:
     """Run (or resume) one stage; returns the trained model (unwrapped)."""
     if cfg.stage not in STAGES:
@@ -268,7 +282,7 @@ def train(cfg: TrainConfig) -> torch.nn.Module:
     model = build_model(default_config(kind))
     state_path = out / f"{kind}.state.pt"
     step, log = 0, []
-    resume = torch.load(state_path, weights_only=False) if state_path.is_file() else None
+    resume = _load_state(state_path) if state_path.is_file() else None
     if resume is not None and resume["stage"] == cfg.stage:
         checkpoint.load_into(model, out / f"{kind}.safetensors")
         step, log = resume["step"], resume["log"]
