@@ -80,7 +80,9 @@ def load_weights(folder: str | Path) -> nn.Module:
     except ImportError:
         raise DepthAnythingError("transformers is not installed (pip install 'wbg-edge[depth-anything]')") from None
     try:
-        return DepthAnythingForDepthEstimation.from_pretrained(str(folder), local_files_only=True).float().eval()
+        # safetensors only: a pytorch_model.bin is a pickle, and loading one can run code
+        return DepthAnythingForDepthEstimation.from_pretrained(str(folder), local_files_only=True,
+                                                               use_safetensors=True).float().eval()
     except (OSError, ValueError, KeyError) as e:
         raise DepthAnythingError(f"{folder}: cannot load Depth Anything weights ({str(e).splitlines()[0]})") from None
 

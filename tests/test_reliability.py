@@ -116,7 +116,7 @@ HAND_EDITS = {
     "schema from the future": (lambda m: m.update(schema=2), "schema 2 is newer than this runtime"),
     "schema a string": (lambda m: m.update(schema="1"), "schema '1', expected 1"),
     "model_res a string": (lambda m: m.update(model_res="256"), "'model_res' has the wrong type"),
-    "model_res not /32": (lambda m: m.update(model_res=100), "model_res must be a multiple of 32"),
+    "model_res negative": (lambda m: m.update(model_res=-64), "model_res must be a positive integer"),
     "producer a list": (lambda m: m.update(producer=[]), "'producer' has the wrong type"),
     "base a number": (lambda m: m.update(base=3), "'base' has the wrong type"),
     "path up and out": (lambda m: _first(m).update(file="../x.onnx"), "must be a plain name inside"),
@@ -245,3 +245,22 @@ def test_pickles_named_like_checkpoints_are_refused_without_running(tmp_path, ca
     assert rc == 2
     one_line(msg, "matting.state.pt", "not a resume state")
     assert not marker.exists()  # no loader ran the payload
+
+
+def test_depth_anything_weights_load_from_safetensors_only(tmp_path):
+    pytest.importorskip("transformers")
+    import safetensors.torch as st
+    import torch
+    from test_depth_anything import tiny_model
+
+    from export.depth_anything import DepthAnythingError, load_weights
+
+    tiny_model().save_pretrained(tmp_path / "bin")
+    weights = tmp_path / "bin" / "model.safetensors"
+    torch.save(st.load_file(str(weights)), tmp_path / "bin" / "pytorch_model.bin")  # the pickle format
+    weights.unlink()
+    with pytest.raises(DepthAnythingError) as e:
+        load_weights(tmp_path / "bin")
+    one_line(e, str(tmp_path / "bin"), "cannot load Depth Anything weights")
+    tiny_model().save_pretrained(tmp_path / "st")
+    assert load_weights(tmp_path / "st") is not None

@@ -24,9 +24,9 @@ The manifest is the contract between `export` (which writes it) and the runtime 
       ],
       "producer": {"torch": "...", "onnx": "...", ...},
       "provenance": {...},                          # where imported weights came from
-      "base": "default",                            # optional: stages this bundle lacks come from
-      "base_stages": ["refiner"]                    # the shipped bundle (or a folder path); only
-    }                                               # these stages when given (default: all)
+      "base": "segmenter-refiner",                  # optional: stages this bundle lacks come from a
+      "base_stages": ["refiner"]                    # shipped bundle (SHIPPED_BUNDLES) or a folder path;
+    }                                               # only these stages when given (default: all)
 
 A bundle with a `base` (an imported segmenter, say) holds only its own files; `Bundle.resolve(stage)`
 finds each stage here first, then in the base, and every file is still checked against the manifest
@@ -125,14 +125,14 @@ class Bundle:
         return None
 
     def base_bundle(self) -> Bundle | None:
-        """The bundle named by `base` ("default" = the shipped one; else a folder, relative to this one)."""
+        """The bundle named by `base`: a shipped one by name (`SHIPPED_BUNDLES`), else a folder relative to this one."""
         return self._base
 
     @cached_property
     def _base(self) -> Bundle | None:  # read once: resolve() asks for it per stage
         if self.base is None:
             return None
-        root = default_bundle_dir() if self.base == "default" else (self.root / self.base)
+        root = shipped_bundle_dir(self.base) if self.base in SHIPPED_BUNDLES else (self.root / self.base)
         base = load_bundle(root)
         if base.base is not None:
             raise BundleError(f"{root / 'manifest.json'}: a base bundle cannot itself have a base")
@@ -350,8 +350,8 @@ def load_bundle(root: str | os.PathLike) -> Bundle:
         if k in d and (not isinstance(d[k], types) or isinstance(d[k], bool)):
             raise BundleError(f"{mpath}: manifest field {k!r} has the wrong type ({type(d[k]).__name__})")
     for k in ("model_res", "refine_res"):
-        if k in d and (d[k] < 32 or d[k] % 32):
-            raise BundleError(f"{mpath}: manifest {k} must be a multiple of 32 and >= 32, got {d[k]}")
+        if k in d and d[k] < 1:  # (multiples of 14 for Depth Anything, of 32 for ours: the models decide)
+            raise BundleError(f"{mpath}: manifest {k} must be a positive integer, got {d[k]}")
     return Bundle(root=root, name=str(d.get("name", root.name)),
                   artifacts=tuple(_parse_artifact(a, mpath) for a in arts),
                   model_res=int(d.get("model_res", 256)), refine_res=int(d.get("refine_res", 512)),
@@ -377,6 +377,15 @@ def wbg_edge_home() -> Path:
 def real_world_bundle_dir() -> Path:
     """Where `python -m export.import_coarse mediapipe-selfie` installs the real-world bundle by default."""
     return wbg_edge_home() / "bundles" / "real-world"
+
+
+# bundles inside the package (wbg_edge/models/<name>): "default" (trained by training/recipes/default.py) and
+# "segmenter-refiner" (a refiner alone, for imported segmenters; training/recipes/real_world.py)
+SHIPPED_BUNDLES = ("default", "segmenter-refiner")
+
+
+def shipped_bundle_dir(name: str) -> Path:
+    return Path(__file__).resolve().parent / "models" / name
 
 
 def default_bundle_dir() -> Path:
