@@ -427,3 +427,87 @@ def test_fuzz_frames_give_a_matte_or_one_line_error(toy_alpha, frame):
     m = p.process(frame)
     assert m.alpha.shape == frame.shape[:2] and np.isfinite(m.alpha).all()
 
+
+
+# ------------------------------------------------------------------ process_batch == process, frame by frame
+
+def demo_frames(n=5, w=320, h=192):
+    """Frames of the built-in synthetic clip (a subject with soft edges moving over a textured background)."""
+    from wbg_edge.demo import SyntheticClip
+
+    clip = SyntheticClip(w, h, n, 25, 0)
+    return [clip.frame(i)[0] for i in range(n)]
+
+
+def assert_batch_equals_process(make, frames, chunks=None):
+    """Pipelines from `make()`: process frame by frame vs process_batch (in `chunks` sizes, default one batch).
+    Every Matte of a batch is compared after the whole batch returned: all must still be valid."""
+    ref = [m.copy() for m in map(make().process, frames)]
+    p = make()
+    got, i = [], 0
+    for n in chunks or [len(frames)]:
+        batch = p.process_batch(frames[i:i + n])
+        assert len(batch) == n
+        got += [m.copy() for m in batch] if n < len(frames) else batch
+        i += n
+    assert [m.index for m in got] == list(range(len(frames)))
+    for k, (r, g) in enumerate(zip(ref, got, strict=True)):
+        assert np.abs(r.alpha - g.alpha).max() <= 1e-4, f"frame {k}: alpha differs"
+        assert np.abs(r.image.astype(np.int16) - g.image).max() <= 1, f"frame {k}: image differs"
+        assert (r.passthrough, r.refined) == (g.passthrough, g.refined)
+    return p, got
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(smoothing=0.5, background="blur"),
+                                dict(patch_context=4, full_grid_above=1.0, mode="rgba",
+                                                                 background="transparent")])
+def test_batch_equals_process_default_bundle(kw):
+    def make():
+        return Pipeline(PipelineConfig(threads=1, **kw))
+
+    p, got = assert_batch_equals_process(make, demo_frames())
+    assert p.depth_model.max_batch > 5 and p.coarse_model.max_batch > 5  # dynamic batch: one call each
+    assert any(0 < m.refined < 1 for m in got)  # band patches of several frames went through one call
+    t = got[0].timings
+    assert t["depth"] > 0 and t["coarse"] > 0 and t["refiner"] > 0 and t["total"] >= t["models"]
+
+
+def test_batch_fixed_batch_coarse_and_engine_limits(tmp_path):
+    """A fixed-batch (1, 3, 64, 96) segmenter is called once per frame; bounded batches are cut in chunks."""
+    root = make_bundle(tmp_path / "rgb", coarse="rgb", refiner="conv")
+    frames = [disc_frame(180, 300, cx=80 + 25 * i) for i in range(5)]
+
+    def make(limit=None):
+        p = toy_pipeline(root, smoothing=0.3, patch_size=16, patch_context=2)
+        if limit:  # as a TensorRT profile would bound them (the refiner's also bounds patches per frame)
+            p.depth_model.max_batch, p.refiner_model.max_batch = 2, limit
+        return p
+
+    p, got = assert_batch_equals_process(make, frames)
+    assert p.coarse_model.max_batch == 1 and p.depth_model.max_batch > 5
+    assert any(0 < m.refined < 1 for m in got)
+    p, got = assert_batch_equals_process(lambda: make(limit=45), frames, chunks=[3, 2])
+    assert [0 < m.refined < 1 for m in got] == [True, True, False, True, True]  # 42 patches fit, 46 do not
+
+
+def test_batch_nan_passthrough_and_mixed_sizes(tmp_path):
+    root = make_bundle(tmp_path / "nan", coarse="nan")
+    dark = np.full((240, 320, 3), 3, np.uint8)
+    frames = [disc_frame(), dark, disc_frame(cx=150), disc_frame(120, 200), disc_frame(120, 200, cx=90), dark,
+              disc_frame()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p, got = assert_batch_equals_process(lambda: toy_pipeline(root, smoothing=0.5, mode="alpha"), frames)
+    assert [m.passthrough for m in got] == [False, True, False, False, False, True, False]
+    assert p.nonfinite_frames == 2
+    assert [m.alpha.shape for m in got[2:5]] == [(240, 320), (120, 200), (120, 200)]
+
+
+def test_batch_bad_input_is_one_line(toy):
+    p = toy_pipeline(toy)
+    for frames, word in (([], "empty"), (disc_frame(), "list"),
+                         ([disc_frame(), np.zeros((4, 4), np.float32)], r"frames\[1\]: frame must be uint8")):
+        with pytest.raises(ValueError, match=word) as e:
+            p.process_batch(frames)
+        assert "\n" not in str(e.value)
+    assert p.info()["frames"] == 0  # nothing ran: every frame is checked first

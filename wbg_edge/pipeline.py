@@ -9,6 +9,13 @@ size (again only when the size changes), so the hot path allocates almost nothin
 returned Matte belong to the pipeline and stay valid for the next two `process` calls (a ring of
 three output buffers, so a sink on another thread can still be writing one); `Matte.copy()` keeps one.
 
+`Pipeline.process_batch(frames)` (offline throughput) gives the same Mattes as `process` on each frame
+in turn, with one depth call and one coarse call for all N frames (models whose batch dimension is
+fixed, or bounded by an engine profile, are called in chunks they accept) and the boundary patches of
+all N frames in one refiner call; the fused finish runs per frame, in order, so temporal smoothing and
+NaN pass-through are those of `process`. The ring then holds N + 2 buffers: all N Mattes stay valid
+until the next call, and two more (a sink thread may still be writing the last two).
+
 `Pipeline.stream(frames)` yields one Matte per frame; with `overlap=True` the front half (preprocess,
 depth, normalise) of frame t+1 runs on a worker thread while the back half (coarse, band, refine,
 finish) of frame t runs in the caller's thread: throughput is the slower half, latency <= 2 frames.
@@ -20,7 +27,7 @@ import queue
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -160,6 +167,12 @@ def as_bgr(frame) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_GRAY2BGR)
 
 
+def _alpha2d(coarse: np.ndarray) -> np.ndarray:
+    """The (H, W) alpha of one frame's coarse output, NCHW (1, 1, H, W) or NHWC (1, H, W, 1)."""
+    hw = [d for d in coarse.shape if d != 1]
+    return coarse.reshape(hw) if len(hw) == 2 else coarse.reshape(coarse.shape[-2:])
+
+
 def _planes(src: np.ndarray, dst: np.ndarray) -> None:
     """u8 (h, w, 3) BGR -> float32 (3, h, w) RGB in [0, 1], written into dst."""
     np.multiply(src.transpose(2, 0, 1)[::-1], INV255, out=dst)
@@ -173,6 +186,15 @@ class _Model:
         spec_in, spec_out = backend.inputs()[inp], backend.outputs()[out]
         self.in_dtype, self.out_dtype = spec_in.dtype, spec_out.dtype
         self._bufs: dict[tuple, np.ndarray] = {}
+        self._chunked: dict[tuple, np.ndarray] = {}
+        # Largest batch one call takes: 1 when the artifact fixes it (e.g. an imported segmenter), the engine
+        # profile's bound for TensorRT, else unbounded (ONNX dynamic "N"; TensorRT reports -1).
+        dim0 = spec_in.shape[0] if spec_in.shape else None
+        if isinstance(dim0, (int, np.integer)) and dim0 > 0:
+            self.max_batch = 1
+        else:
+            limit = backend.max_shape(inp)
+            self.max_batch = max(1, int(limit[0])) if limit else 1 << 30
 
     def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if out is not None:
@@ -185,6 +207,25 @@ class _Model:
             self._bufs[x.shape] = res
             return res
         return self.backend.run({self.inp: x}, {self.out: buf})[self.out]
+
+    def chunks(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """x (N, ...) run in calls of at most `max_batch` items, results stacked (N, ...) in one buffer."""
+        n, k = len(x), self.max_batch
+        if n <= k:
+            return self(x, out)
+        start = 0
+        if out is None:  # the first chunk learns the per-item output shape
+            first = self(x[:k])
+            out = self._chunked.get(x.shape)
+            if out is None or out.shape[1:] != first.shape[1:]:
+                if len(self._chunked) >= 2:
+                    self._chunked.clear()
+                out = self._chunked[x.shape] = np.empty((n, *first.shape[1:]), first.dtype)
+            np.copyto(out[:k], first)
+            start = k
+        for s in range(start, n, k):
+            self(x[s:s + k], out[s:s + k])
+        return out
 
 
 @dataclass
@@ -207,6 +248,17 @@ class _Slot:
 
 
 @dataclass
+class _Group:
+    """Front-half buffers of a batch: (N, ...) model inputs whose rows are the slots' own inputs (views)."""
+
+    geom: Geometry
+    slots: list[_Slot]
+    model_in: np.ndarray | None
+    coarse_in: np.ndarray | None
+    depth_in: np.ndarray | None
+
+
+@dataclass
 class _Back:
     """Back-half buffers for one frame size."""
 
@@ -218,9 +270,11 @@ class _Back:
     delta_patches: np.ndarray | None
     pack_inner: np.ndarray | None         # (max, 5, P, P) inner windows when context > 0
     delta_inner: np.ndarray | None
-    alphas: list[np.ndarray]
+    alphas: list[np.ndarray]              # output ring (3, or N + 2 after a batch of N)
     images: list[np.ndarray]
     background: Background
+    scratch: dict[str, np.ndarray] = field(default_factory=dict)  # batch-wide refiner inputs / outputs
+    ring: int = 0                         # outputs made at this size (a batch may mix sizes: one ring each)
 
 
 class Pipeline:
@@ -274,9 +328,9 @@ class Pipeline:
         # state (the pipeline is the only owner; DESIGN.md / STYLE.md)
         self._geoms: dict[tuple[int, int], Geometry] = {}
         self._slots = [_Slot(), _Slot()]
+        self._group: _Group | None = None  # process_batch's slots
         self._backs: dict[tuple[int, int], _Back] = {}
         self._index = 0
-        self._ring = 0
         self._prev_alpha: np.ndarray | None = None
         self._depth_cache: np.ndarray | None = None
         self._depth_ref: np.ndarray | None = None   # depth input when depth was last computed (motion test)
@@ -318,6 +372,33 @@ class Pipeline:
         self._front(frame, slot, copy=False)
         return self._back(slot)
 
+    def process_batch(self, frames: Sequence[np.ndarray]) -> list[Matte]:
+        """`process` on each frame in order, with the model calls batched across the frames (offline
+        throughput). Frames of different sizes are run as consecutive batches of one size. All returned
+        Mattes stay valid until the next call (and for two frames after it). With depth reuse
+        (depth_every > 1) depth runs frame by frame, as in `process` (reuse depends on the last depth).
+        Timings: a batched model call is shared out evenly; `total` is the call's wall time / N."""
+        if self._streaming:
+            raise RuntimeError("Pipeline.process_batch called while an overlapped stream() is running on this "
+                               "pipeline")
+        if isinstance(frames, np.ndarray) or not isinstance(frames, Sequence):
+            raise ValueError(f"frames must be a list of frames, got {type(frames).__name__}")
+        if not frames:
+            raise ValueError("frames is empty: process_batch needs at least one frame")
+        bgrs = []
+        for i, f in enumerate(frames):  # all checked before any state changes
+            try:
+                bgrs.append(as_bgr(f))
+            except ValueError as e:
+                raise ValueError(f"frames[{i}]: {e}") from None
+        mattes: list[Matte] = []
+        start = 0
+        for end in range(1, len(bgrs) + 1):
+            if end == len(bgrs) or bgrs[end].shape != bgrs[start].shape:
+                mattes += self._batch(bgrs[start:end])
+                start = end
+        return mattes
+
     def stream(self, frames: Iterable[np.ndarray]) -> Iterator[Matte]:
         """One Matte per frame, in order; overlapped across two threads when config.overlap."""
         if not self.config.overlap:
@@ -358,26 +439,36 @@ class Pipeline:
 
     # ------------------------------------------------------------------ front half: preprocess, depth, normalise
     def _alloc_slot(self, slot: _Slot, g: Geometry, copy: bool) -> None:
+        self._alloc_group([slot], g, copy)
+
+    def _alloc_group(self, slots: list[_Slot], g: Geometry, copy: bool) -> _Group:
+        """Front buffers for len(slots) frames of geometry g: model inputs are (N, ...) arrays and each slot
+        holds its row (a view), so a batched model call reads them all without a copy."""
+        n = len(slots)
         hm, wm = g.model
-        slot.geom = g
-        slot.frame_buf = np.empty((*g.frame, 3), np.uint8) if copy else None
-        slot.small = np.empty((hm, wm, 3), np.uint8)
-        slot.model_in = None
+        model_in = coarse_in = depth_in = None
         if self.coarse_contract == "rgbd":
-            slot.model_in = np.zeros((1, 4, hm, wm), self.coarse_model.in_dtype)  # D plane stays 0 without depth
+            model_in = np.zeros((n, 4, hm, wm), self.coarse_model.in_dtype)  # D plane stays 0 without depth
         else:
             hf, wf = g.coarse
-            slot.coarse_small = np.empty((hf, wf, 3), np.uint8)
-            shape = (1, hf, wf, 3) if self.coarse_layout == "NHWC" else (1, 3, hf, wf)
-            slot.coarse_in = np.empty(shape, self.coarse_model.in_dtype)
-        slot.depth_small = slot.depth_in = None
-        if self.depth_model is not None and not (g.depth == g.model and slot.model_in is not None):
+            shape = (n, hf, wf, 3) if self.coarse_layout == "NHWC" else (n, 3, hf, wf)
+            coarse_in = np.empty(shape, self.coarse_model.in_dtype)
+        if self.depth_model is not None and not (g.depth == g.model and model_in is not None):
             hd, wd = g.depth
-            slot.depth_small = np.empty((hd, wd, 3), np.uint8)
-            slot.depth_in = np.empty((1, 3, hd, wd), self.depth_model.in_dtype)
-        slot.depth = None
+            depth_in = np.empty((n, 3, hd, wd), self.depth_model.in_dtype)
+        for i, slot in enumerate(slots):
+            slot.geom = g
+            slot.frame_buf = np.empty((*g.frame, 3), np.uint8) if copy else None
+            slot.small = np.empty((hm, wm, 3), np.uint8)
+            slot.model_in = model_in[i:i + 1] if model_in is not None else None
+            slot.coarse_in = coarse_in[i:i + 1] if coarse_in is not None else None
+            slot.coarse_small = np.empty((*g.coarse, 3), np.uint8) if coarse_in is not None else None
+            slot.depth_in = depth_in[i:i + 1] if depth_in is not None else None
+            slot.depth_small = np.empty((*g.depth, 3), np.uint8) if depth_in is not None else None
+            slot.depth = None
+        return _Group(g, slots, model_in, coarse_in, depth_in)
 
-    def _front(self, frame: np.ndarray, slot: _Slot, copy: bool) -> None:
+    def _front(self, frame: np.ndarray, slot: _Slot, copy: bool, depth: bool = True) -> None:
         t0 = time.perf_counter()
         bgr = as_bgr(frame)
         h, w = bgr.shape[:2]
@@ -404,9 +495,9 @@ class Pipeline:
                 _planes(slot.coarse_small, slot.coarse_in[0])
         t1 = time.perf_counter()
         tm = {"preprocess": (t1 - t0) * 1e3, "depth": 0.0, "normalise": 0.0}
-        if self.depth_model is not None:
-            self._depth(slot, g, tm)
         slot.timings = tm
+        if depth and self.depth_model is not None:
+            self._depth(slot, g, tm)
 
     def _depth(self, slot: _Slot, g: Geometry, tm: dict) -> None:
         t0 = time.perf_counter()
@@ -421,45 +512,55 @@ class Pipeline:
             reuse = motion <= self.config.depth_motion
         if reuse:
             self._depth_age += 1
-            d = self._depth_cache
+            self._use_depth(slot, g, self._depth_cache)
         else:
-            if slot.depth_in is not None:
-                _planes(slot.depth_small, slot.depth_in[0])
-                x = slot.depth_in
-            else:
-                x = slot.model_in[:, :3]  # same resolution: the matting input's RGB planes are the depth input
+            x = self._depth_planes(slot)
             t1 = time.perf_counter()
             raw = self.depth_model(x)
             tm["depth"] = (time.perf_counter() - t1) * 1e3
-            raw2 = raw.reshape(raw.shape[-2:])
-            mn, mx = float(raw2.min()), float(raw2.max())
-            if not (np.isfinite(mn) and np.isfinite(mx)):
-                slot.bad = True
-                d = self._depth_cache
-            else:
-                if self._depth_cache is None or self._depth_cache.shape != raw2.shape:
-                    self._depth_cache = np.empty(raw2.shape, np.float32)
-                d = self._depth_cache
-                np.subtract(raw2, np.float32(mn), out=d)
-                np.multiply(d, np.float32(1.0 / (mx - mn + EPS)), out=d)
-                self._depth_cache_geom = g
-                ref = slot.depth_small if slot.depth_small is not None else slot.small
-                if self.config.depth_every > 1:
-                    if self._depth_ref is None or self._depth_ref.shape != ref.shape:
-                        self._depth_ref = np.empty_like(ref)
-                    np.copyto(self._depth_ref, ref)
-                self._depth_age = 0
-        if d is not None:
-            if slot.depth is None or slot.depth.shape != d.shape:
-                slot.depth = np.empty(d.shape, np.float32)
-            np.copyto(slot.depth, d)  # a private copy: the cache may move on while this frame is in flight
-            if slot.model_in is not None:
-                hm, wm = g.model
-                if d.shape == (hm, wm):
-                    np.copyto(slot.model_in[0, 3], d)
-                else:
-                    cv2.resize(d, (wm, hm), dst=slot.model_in[0, 3], interpolation=cv2.INTER_LINEAR)
+            self._use_depth(slot, g, self._normalise(slot, g, raw))
         tm["normalise"] = (time.perf_counter() - t0) * 1e3 - tm["depth"]  # resize, motion test, min-max, copies
+
+    def _depth_planes(self, slot: _Slot) -> np.ndarray:
+        """The depth model's input for this slot (its depth_small resized already)."""
+        if slot.depth_in is not None:
+            _planes(slot.depth_small, slot.depth_in[0])
+            return slot.depth_in
+        return slot.model_in[:, :3]  # same resolution: the matting input's RGB planes are the depth input
+
+    def _normalise(self, slot: _Slot, g: Geometry, raw: np.ndarray) -> np.ndarray | None:
+        """Min-max normalised depth into the cache; NaN / Inf marks the frame bad and keeps the last depth."""
+        raw2 = raw.reshape(raw.shape[-2:])
+        mn, mx = float(raw2.min()), float(raw2.max())
+        if not (np.isfinite(mn) and np.isfinite(mx)):
+            slot.bad = True
+            return self._depth_cache
+        if self._depth_cache is None or self._depth_cache.shape != raw2.shape:
+            self._depth_cache = np.empty(raw2.shape, np.float32)
+        d = self._depth_cache
+        np.subtract(raw2, np.float32(mn), out=d)
+        np.multiply(d, np.float32(1.0 / (mx - mn + EPS)), out=d)
+        self._depth_cache_geom = g
+        if self.config.depth_every > 1:
+            ref = slot.depth_small if slot.depth_small is not None else slot.small
+            if self._depth_ref is None or self._depth_ref.shape != ref.shape:
+                self._depth_ref = np.empty_like(ref)
+            np.copyto(self._depth_ref, ref)
+        self._depth_age = 0
+        return d
+
+    def _use_depth(self, slot: _Slot, g: Geometry, d: np.ndarray | None) -> None:
+        if d is None:
+            return
+        if slot.depth is None or slot.depth.shape != d.shape:
+            slot.depth = np.empty(d.shape, np.float32)
+        np.copyto(slot.depth, d)  # a private copy: the cache may move on while this frame is in flight
+        if slot.model_in is not None:
+            hm, wm = g.model
+            if d.shape == (hm, wm):
+                np.copyto(slot.model_in[0, 3], d)
+            else:
+                cv2.resize(d, (wm, hm), dst=slot.model_in[0, 3], interpolation=cv2.INTER_LINEAR)
 
     # ------------------------------------------------------------------ back half: coarse, band, refine, finish
     def _alloc_back(self, g: Geometry) -> _Back:
@@ -480,8 +581,7 @@ class Pipeline:
             if q != p:
                 pack_i = np.empty((band.max_patches, 5, p, p), dt_in)
                 delta_i = np.empty((band.max_patches, 1, p, p), dt_out)
-            limit = self.refiner_model.backend.max_shape(self.refiner_model.inp)
-            self._max_batch = limit[0] if limit else band.max_patches  # engine profiles bound the batch
+            self._max_batch = min(self.refiner_model.max_batch, band.max_patches)  # engine profiles bound it
         h, w = g.frame
         img_shape = {"alpha": (h, w), "rgba": (h, w, 4), "composite": (h, w, 3)}[self.mode]
         b = _Back(g, band, np.empty((1, 5, hr, wr), dt_in), np.empty((1, 1, hr, wr), dt_out), pack_p, delta_p,
@@ -503,79 +603,209 @@ class Pipeline:
 
     def _back(self, slot: _Slot) -> Matte:
         t0 = time.perf_counter()
-        g = slot.geom
-        b = self._alloc_back(g)
-        k = self._ring = (self._ring + 1) % 3
-        alpha_out, image_out = b.alphas[k], b.images[k]
-        frame = slot.frame
+        b = self._alloc_back(slot.geom)
         tm = dict(slot.timings)
+        alpha_coarse, bad = None, slot.bad
+        patches = windows = packed = delta = None
+        refined = 0.0
+        if not bad:
+            x = slot.model_in if slot.model_in is not None else slot.coarse_in
+            t1 = time.perf_counter()
+            alpha_coarse = _alpha2d(self.coarse_model(x))
+            tm["coarse"] = (time.perf_counter() - t1) * 1e3
+            bad = not np.isfinite(alpha_coarse.sum())
+        if not bad:
+            t2 = time.perf_counter()
+            patches, windows, refined = self._select(b, alpha_coarse)
+            n = len(patches) if patches is not None else 0
+            packed, delta = (b.pack_patches[:n], b.delta_patches[:n]) if n else (b.pack_full, b.delta_full)
+            t3 = time.perf_counter()
+            tm["band"] = (t3 - t2) * 1e3
+            self._pack(slot, alpha_coarse, windows, packed)
+            t4 = time.perf_counter()
+            tm["pack"] = (t4 - t3) * 1e3
+            self.refiner_model(packed, out=delta)
+            tm["refiner"] = (time.perf_counter() - t4) * 1e3
+            bad = not np.isfinite(delta.sum())
+        matte = self._finish(slot, b, alpha_coarse, patches, windows, packed, delta, refined, bad, tm)
+        return self._totals(matte, tm["preprocess"] + tm["depth"] + tm["normalise"]
+                            + (time.perf_counter() - t0) * 1e3)
+
+    def _select(self, b: _Back, alpha_coarse: np.ndarray):
+        """(patches, windows, refined): the band's patch origins and the (P + 2c)^2 windows the refiner sees
+        (shifted inside the grid at its borders), or (None, None, 1.0) for the full grid."""
+        hr, wr = b.geom.refine
+        p, c = self.config.patch_size, self.patch_context
+        q = p + 2 * c
+        if b.band is None:
+            return None, None, 1.0
+        patches = b.band.select(alpha_coarse)
+        n = len(patches)
+        if n == 0:  # nothing uncertain: one patch keeps the data path uniform
+            patches = b.band._origins[:1]
+            n = 1
+        if n * q * q > self.config.full_grid_above * hr * wr or n > self._max_batch:
+            return None, None, 1.0
+        windows = patches
+        if c:
+            windows = np.empty_like(patches)
+            np.clip(patches[:, 0] - c, 0, hr - q, out=windows[:, 0])
+            np.clip(patches[:, 1] - c, 0, wr - q, out=windows[:, 1])
+        return patches, windows, n * p * p / (hr * wr)
+
+    def _pack(self, slot: _Slot, alpha_coarse: np.ndarray, windows: np.ndarray | None, packed: np.ndarray) -> None:
+        """refine_pack of one frame into `packed`: (1, 5, Hr, Wr) for the full grid, (n, 5, Q, Q) for windows."""
+        grid = slot.geom.refine
+        if windows is None:
+            native.refine_pack(slot.frame, slot.depth, alpha_coarse, packed, refine_size=grid)
+        else:
+            native.refine_pack(slot.frame, slot.depth, alpha_coarse, packed, patches=windows,
+                               patch_size=packed.shape[-1], refine_size=grid)
+
+    def _finish(self, slot: _Slot, b: _Back, alpha_coarse, patches, windows, packed, delta, refined: float,
+                bad: bool, tm: dict) -> Matte:
+        """The per-frame end, in frame order: next ring buffer, fused finish (or pass-through), temporal state."""
+        b.ring += 1
+        alpha_out, image_out = b.alphas[b.ring % len(b.alphas)], b.images[b.ring % len(b.images)]
+        frame = slot.frame
         prev = self._prev_alpha if self._prev_alpha is not None and self._prev_alpha.shape == alpha_out.shape \
             else None
         background = b.background.fill(frame) if self.mode == "composite" else None
-        refined = 0.0
-        bad = slot.bad
         if not bad:
-            x = slot.model_in if slot.model_in is not None else slot.coarse_in
-            coarse = self.coarse_model(x)
-            t1 = time.perf_counter()
-            hw = [d for d in coarse.shape if d != 1]
-            alpha_coarse = coarse.reshape(hw) if len(hw) == 2 else coarse.reshape(coarse.shape[-2:])
-            bad = not np.isfinite(alpha_coarse.sum())
-            tm["coarse"] = (t1 - t0) * 1e3
-        if not bad:
-            hr, wr = g.refine
-            p, c = self.config.patch_size, self.patch_context
-            q = p + 2 * c
-            patches = None
-            if b.band is not None:
-                patches = b.band.select(alpha_coarse)
-                n = len(patches)
-                if n == 0:  # nothing uncertain: one patch keeps the data path uniform
-                    patches = b.band._origins[:1]
-                    n = 1
-                if n * q * q > self.config.full_grid_above * hr * wr or n > self._max_batch:
-                    patches = None
-            t2 = time.perf_counter()
-            tm["band"] = (t2 - t1) * 1e3
-            if patches is None:
-                packed, delta = b.pack_full, b.delta_full
-                refined = 1.0
-                native.refine_pack(frame, slot.depth, alpha_coarse, packed, refine_size=(hr, wr))
-            else:
-                n = len(patches)
-                packed, delta = b.pack_patches[:n], b.delta_patches[:n]
-                refined = n * p * p / (hr * wr)
-                windows = patches
-                if c:  # windows with context, shifted inside the grid at its borders
-                    windows = np.empty_like(patches)
-                    np.clip(patches[:, 0] - c, 0, hr - q, out=windows[:, 0])
-                    np.clip(patches[:, 1] - c, 0, wr - q, out=windows[:, 1])
-                native.refine_pack(frame, slot.depth, alpha_coarse, packed, patches=windows, patch_size=q,
-                                   refine_size=(hr, wr))
-            t3 = time.perf_counter()
-            tm["pack"] = (t3 - t2) * 1e3
-            self.refiner_model(packed, out=delta)
-            t4 = time.perf_counter()
-            tm["refiner"] = (t4 - t3) * 1e3
-            bad = not np.isfinite(delta.sum())
-            if not bad and patches is not None and c:
+            t0 = time.perf_counter()
+            p = self.config.patch_size
+            if patches is not None and self.patch_context:
                 packed, delta = self._inner(b, packed, delta, patches - windows, p)
-                t4 = time.perf_counter()
-        if not bad:
-            native.refine_finish(packed, delta, frame, alpha_out, patches=patches, refine_size=(hr, wr),
+            native.refine_finish(packed, delta, frame, alpha_out, patches=patches, refine_size=slot.geom.refine,
                                  alpha_coarse=alpha_coarse, mode=self.mode, background=background, out=image_out,
                                  prev_alpha=prev, smoothing=self.config.smoothing if prev is not None else 0.0)
-            tm["finish"] = (time.perf_counter() - t4) * 1e3
+            tm["finish"] = (time.perf_counter() - t0) * 1e3
         else:
             self._passthrough(frame, prev, alpha_out, image_out, background)
-        t_end = time.perf_counter()
-        for key in ("coarse", "band", "pack", "refiner", "finish"):
-            tm.setdefault(key, 0.0)
-        tm["total"] = tm["preprocess"] + tm["depth"] + tm["normalise"] + (t_end - t0) * 1e3
-        tm["models"] = tm["depth"] + tm["coarse"] + tm["refiner"]
-        tm["overhead"] = tm["total"] - tm["models"]
         self._prev_alpha = alpha_out
         return Matte(alpha_out, image_out, self.mode, tm, slot.index, refined, passthrough=bad)
+
+    @staticmethod
+    def _totals(matte: Matte, total_ms: float) -> Matte:
+        tm = matte.timings
+        for key in ("coarse", "band", "pack", "refiner", "finish"):
+            tm.setdefault(key, 0.0)
+        tm["total"] = total_ms
+        tm["models"] = tm["depth"] + tm["coarse"] + tm["refiner"]
+        tm["overhead"] = tm["total"] - tm["models"]
+        return matte
+
+    # ------------------------------------------------------------------ batches (offline throughput)
+    def _batch(self, bgrs: list[np.ndarray]) -> list[Matte]:
+        """process() on each of N frames of one size, with the model calls batched across them."""
+        t_start = time.perf_counter()
+        n = len(bgrs)
+        g = self.geometry(*bgrs[0].shape[:2])
+        grp = self._group
+        if grp is None or grp.geom != g or len(grp.slots) < n:
+            grp = self._group = self._alloc_group([_Slot() for _ in range(n)], g, copy=False)
+        slots = grp.slots[:n]
+        # Depth reuse (depth_every > 1) decides frame by frame on the last computed depth: per-frame depth then.
+        batched_depth = self.depth_model is not None and self.config.depth_every == 1
+        for f, slot in zip(bgrs, slots, strict=True):
+            self._front(f, slot, copy=False, depth=not batched_depth)
+        if batched_depth:
+            self._batch_depth(grp, slots)
+        b = self._alloc_back(g)
+        if len(b.alphas) < n + 2:  # fresh buffers: the old ones may still be read through earlier Mattes
+            b.alphas = [np.zeros_like(b.alphas[0]) for _ in range(n + 2)]
+            b.images = [np.zeros_like(b.images[0]) for _ in range(n + 2)]
+        tms = [dict(s.timings) for s in slots]
+        bad = [s.bad for s in slots]
+        x = grp.model_in if grp.model_in is not None else grp.coarse_in
+        t0 = time.perf_counter()
+        coarse = self.coarse_model.chunks(x[:n])
+        share = (time.perf_counter() - t0) * 1e3 / n
+        alphas: list[np.ndarray | None] = [None] * n
+        for i in range(n):
+            tms[i]["coarse"] = share
+            if not bad[i]:
+                alphas[i] = _alpha2d(coarse[i:i + 1])
+                bad[i] = not np.isfinite(alphas[i].sum())
+        # Band selection per frame; patch windows of all frames stacked for one refiner call, and the frames
+        # refined on the full grid stacked for another.
+        sel: list[tuple] = [(None, None, 0.0)] * n
+        rows = [0] * n  # a frame's first row in its stack
+        n_win = n_full = 0
+        for i in range(n):
+            if bad[i]:
+                continue
+            t1 = time.perf_counter()
+            sel[i] = self._select(b, alphas[i])
+            tms[i]["band"] = (time.perf_counter() - t1) * 1e3
+            windows = sel[i][1]
+            if windows is None:
+                rows[i], n_full = n_full, n_full + 1
+            else:
+                rows[i], n_win = n_win, n_win + len(windows)
+        q = self.config.patch_size + 2 * self.patch_context
+        dt_in, dt_out = self.refiner_model.in_dtype, self.refiner_model.out_dtype
+        win_in = self._scratch(b, "win_in", (n_win, 5, q, q), dt_in)
+        win_out = self._scratch(b, "win_out", (n_win, 1, q, q), dt_out)
+        full_in = self._scratch(b, "full_in", (n_full, *b.pack_full.shape[1:]), dt_in)
+        full_out = self._scratch(b, "full_out", (n_full, *b.delta_full.shape[1:]), dt_out)
+        inputs: list[tuple] = [(None, None)] * n
+        for i, slot in enumerate(slots):
+            if bad[i]:
+                continue
+            windows = sel[i][1]
+            r = rows[i]
+            if windows is None:
+                inputs[i] = (full_in[r:r + 1], full_out[r:r + 1])
+            else:
+                inputs[i] = (win_in[r:r + len(windows)], win_out[r:r + len(windows)])
+            t1 = time.perf_counter()
+            self._pack(slot, alphas[i], windows, inputs[i][0])
+            tms[i]["pack"] = (time.perf_counter() - t1) * 1e3
+        t1 = time.perf_counter()
+        for stack_in, stack_out in ((win_in, win_out), (full_in, full_out)):
+            if len(stack_in):
+                self.refiner_model.chunks(stack_in, stack_out)
+        share = (time.perf_counter() - t1) * 1e3 / n
+        mattes = []
+        for i, slot in enumerate(slots):
+            tms[i]["refiner"] = share
+            packed, delta = inputs[i]
+            if not bad[i]:
+                bad[i] = not np.isfinite(delta.sum())
+            patches, windows, refined = sel[i]
+            mattes.append(self._finish(slot, b, alphas[i], patches, windows, packed, delta, refined, bad[i],
+                                       tms[i]))
+        per_frame = (time.perf_counter() - t_start) * 1e3 / n  # wall time shared out: what throughput sees
+        return [self._totals(m, per_frame) for m in mattes]
+
+    def _batch_depth(self, grp: _Group, slots: list[_Slot]) -> None:
+        """Depth of N frames in one call (or chunks the model accepts), normalised frame by frame in order."""
+        n, g = len(slots), grp.geom
+        t0 = time.perf_counter()
+        for slot in slots:
+            if slot.depth_in is not None:
+                hd, wd = g.depth
+                cv2.resize(slot.small, (wd, hd), dst=slot.depth_small, interpolation=cv2.INTER_LINEAR)
+            self._depth_planes(slot)
+        x = grp.depth_in[:n] if grp.depth_in is not None else np.ascontiguousarray(grp.model_in[:n, :3])
+        t1 = time.perf_counter()
+        raw = self.depth_model.chunks(x)
+        t2 = time.perf_counter()
+        prep, share = (t1 - t0) * 1e3 / n, (t2 - t1) * 1e3 / n
+        for i, slot in enumerate(slots):
+            t3 = time.perf_counter()
+            self._use_depth(slot, g, self._normalise(slot, g, raw[i:i + 1]))
+            slot.timings["depth"] = share
+            slot.timings["normalise"] = prep + (time.perf_counter() - t3) * 1e3
+
+    @staticmethod
+    def _scratch(b: _Back, name: str, shape: tuple, dtype) -> np.ndarray:
+        """The first shape[0] rows of a per-size buffer that grows (with headroom) as batches need."""
+        buf = b.scratch.get(name)
+        if buf is None or len(buf) < shape[0] or buf.shape[1:] != tuple(shape[1:]) or buf.dtype != dtype:
+            buf = b.scratch[name] = np.empty((shape[0] + shape[0] // 4, *shape[1:]), dtype)
+        return buf[:shape[0]]
 
     @staticmethod
     def _inner(b: _Back, packed: np.ndarray, delta: np.ndarray, offsets: np.ndarray, p: int):
