@@ -34,6 +34,14 @@ class BandSelector:
         # tile t covers refine rows [t*P, (t+1)*P) = coarse rows [t*P*hc/hr, ...): reduceat start indices
         self._row_starts = np.minimum((np.arange(ty) * p * hc) // hr, hc - 1).astype(np.intp)
         self._col_starts = np.minimum((np.arange(tx) * p * wc) // wr, wc - 1).astype(np.intp)
+        # When the tiles cut the coarse grid into equal blocks (the usual case: refine = 2 x model resolution),
+        # one dilation by (block + 2r) anchored at (r, r) leaves each block's "any band pixel" at its first
+        # pixel: the same answer as dilating and then taking block maxima, about 5x faster.
+        self._block_kernel = None
+        bh, bw = hc // ty, wc // tx
+        if bh * ty == hc and bw * tx == wc and p * hc == bh * hr and p * wc == bw * wr:
+            self._block_kernel = np.ones((bh + 2 * r, bw + 2 * r), np.uint8)
+            self._anchor = (r, r)
         oy = np.minimum(np.arange(ty) * p, hr - p).astype(np.int32)
         ox = np.minimum(np.arange(tx) * p, wr - p).astype(np.int32)
         self._origins = np.stack(np.meshgrid(oy, ox, indexing="ij"), axis=-1).reshape(-1, 2)
@@ -44,6 +52,10 @@ class BandSelector:
         if alpha_coarse.shape != self.coarse_size:
             raise ValueError(f"alpha_coarse shape {alpha_coarse.shape} != {self.coarse_size}")
         cv2.inRange(alpha_coarse, self.lo, self.hi, dst=self._mask)  # 255 where lo <= a <= hi
+        if self._block_kernel is not None:
+            cv2.dilate(self._mask, self._block_kernel, dst=self._dilated, anchor=self._anchor)
+            tiles = self._dilated[np.ix_(self._row_starts, self._col_starts)]
+            return self._origins[tiles.reshape(-1) > 0]
         m = self._mask
         if self._kernel is not None:
             cv2.dilate(self._mask, self._kernel, dst=self._dilated)
