@@ -8,7 +8,10 @@ import shutil
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from onnx import helper
 from test_pipeline import _save, make_bundle
 
@@ -264,3 +267,63 @@ def test_depth_anything_weights_load_from_safetensors_only(tmp_path):
     one_line(e, str(tmp_path / "bin"), "cannot load Depth Anything weights")
     tiny_model().save_pretrained(tmp_path / "st")
     assert load_weights(tmp_path / "st") is not None
+
+
+# ------------------------------------------------------------------ fuzz the frame entry point
+
+DTYPES = [np.uint8] * 10 + [np.int8, np.uint16, np.int32, np.float16, np.float32, np.float64, np.bool_, np.complex64]
+
+
+@st.composite
+def views(draw):
+    """Arrays of any rank 0-4, 1-pixel and odd sides, 0-5 channels, any dtype, as views with negative or
+    step strides, transposed or Fortran-ordered (what a caller's slicing or a camera buffer looks like)."""
+    ndim = draw(st.sampled_from([0, 1, 2, 2, 2, 3, 3, 3, 3, 3, 3, 4]))
+    sides = st.one_of(st.just(1), st.integers(0, 3), st.integers(1, 45))
+    shape = [draw(sides) for _ in range(ndim)]
+    if ndim == 3:
+        shape[2] = draw(st.integers(0, 5))
+    dtype = draw(st.sampled_from(DTYPES))
+    base_shape = [s * 2 if draw(st.booleans()) else s for s in shape]  # room for step slices
+    a = np.random.default_rng(draw(st.integers(0, 999))).integers(0, 256, base_shape).astype(dtype)
+    index = tuple(slice(None, None, 2) if b != s else slice(None) for b, s in zip(base_shape, shape, strict=True))
+    a = a[index]  # (a numpy scalar when ndim == 0: also something a caller may pass)
+    for ax in range(ndim):
+        if draw(st.booleans()):
+            a = np.flip(a, ax)  # negative stride
+    if ndim >= 2 and draw(st.booleans()):
+        a = np.asfortranarray(a)
+    return a
+
+
+@pytest.fixture(scope="module")
+def fuzz_pipelines(tmp_path_factory):
+    root = make_bundle(tmp_path_factory.mktemp("fuzz") / "b")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipes = {m: Pipeline(PipelineConfig(bundle=str(root), mode=m, **FAST)) for m in ("composite", "rgba")}
+    yield pipes
+    for p in pipes.values():
+        p.close()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frame=views(), mode=st.sampled_from(["composite", "rgba"]))
+def test_fuzz_process_gives_a_matte_or_one_line_value_error(fuzz_pipelines, frame, mode):
+    before = frame.copy()
+    valid = (frame.dtype == np.uint8 and frame.size > 0
+             and (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3, 4))))
+    try:
+        m = fuzz_pipelines[mode].process(frame)
+    except ValueError as e:  # anything else (TypeError, cv2.error, IndexError ...) fails the test
+        assert not valid, f"valid frame {frame.shape} {frame.dtype} refused: {e}"
+        one_line(str(e), "frame must be", str(frame.shape) if isinstance(frame, np.ndarray) else "numpy array")
+        event("refused")
+        return
+    event("processed")
+    assert valid, f"invalid frame {frame.shape} {frame.dtype} accepted"
+    h, w = frame.shape[:2]
+    assert m.alpha.shape == (h, w) and m.alpha.dtype == np.float32
+    assert np.isfinite(m.alpha).all() and 0 <= m.alpha.min() and m.alpha.max() <= 1
+    assert m.image.shape == (h, w, 3 if mode == "composite" else 4) and m.image.dtype == np.uint8
+    assert np.array_equal(frame, before)  # the caller's frame is never written to
