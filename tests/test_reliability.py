@@ -8,6 +8,7 @@ import shutil
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -327,3 +328,77 @@ def test_fuzz_process_gives_a_matte_or_one_line_value_error(fuzz_pipelines, fram
     assert np.isfinite(m.alpha).all() and 0 <= m.alpha.min() and m.alpha.max() <= 1
     assert m.image.shape == (h, w, 3 if mode == "composite" else 4) and m.image.dtype == np.uint8
     assert np.array_equal(frame, before)  # the caller's frame is never written to
+
+
+# ------------------------------------------------------------------ outputs stay inside the paths the user gave
+
+def _tree(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*")}
+
+
+def _clip(path: Path, n: int = 3, size=(64, 48)) -> Path:
+    w, h = size
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, size)
+    for i in range(n):
+        out.write(np.full((h, w, 3), 60 + 40 * i, np.uint8))
+    out.release()
+    return path
+
+
+CLI_FAST = ["--model-res", "64", "--refine-res", "64"]
+
+
+def test_batch_writes_only_inside_outdir(tmp_path, monkeypatch, capsys):
+    """Inputs named `..`, `x/..`, a symlink, odd characters: every new path lands inside OUTDIR, and `..`
+    is named after the folder it points at. Names that would replace OUTDIR's own bookkeeping (or OUTDIR
+    itself: a video `..mp4` as PNG frames is `.`) are refused in one line before anything is written."""
+    from wbg_edge.cli import main
+
+    work = tmp_path / "work"
+    (work / "shots" / "sub").mkdir(parents=True)
+    for i in range(2):
+        cv2.imwrite(str(work / "shots" / f"{i}.png"), np.full((40, 56, 3), 120 + i, np.uint8))
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    odd = [_clip(clips / name) for name in ("-dash.mp4", "sp ace.mp4", "ünï.mp4", ".hidden.mp4")]
+    os.symlink(_clip(tmp_path / "target.mp4"), work / "link.mp4")
+    outdir = work / "shots" / "sub" / "out"
+    monkeypatch.chdir(work / "shots" / "sub")
+    before = _tree(tmp_path)
+    rc = main(["batch", "..", "../../shots/sub/..", str(work / "link.mp4"), *map(str, odd), "-o", "out",
+               "--workers", "1", *CLI_FAST])
+    cap = capsys.readouterr()
+    new = _tree(tmp_path) - before
+    assert not [p for p in new if not p.is_relative_to(outdir)], "written outside OUTDIR"
+    assert rc == 0 and "Traceback" not in cap.err, cap.out + cap.err
+    names = {p.name for p in outdir.iterdir()}
+    assert {"shots", "link.mp4", "-dash.mp4", "sp ace.mp4", "ünï.mp4", ".hidden.mp4"} <= names, names
+    assert len(list((outdir / "shots").glob("*.png"))) == 2  # `..` from shots/sub is shots/
+    assert (tmp_path / "target.mp4").stat().st_size > 0 and (work / "link.mp4").is_symlink()
+
+    (clips / ".wbg-batch").mkdir()  # an image folder named like the state folder
+    cv2.imwrite(str(clips / ".wbg-batch" / "0.png"), np.zeros((40, 56, 3), np.uint8))
+    _clip(clips / "..mp4")
+    for args in ([str(clips / ".wbg-batch")], [str(clips / "..mp4"), "--format", "png"]):
+        before = _tree(tmp_path)
+        rc = main(["batch", *args, "-o", "out2", "--workers", "1", *CLI_FAST])
+        err = capsys.readouterr().err
+        assert rc != 0 and all(p.is_relative_to(work / "shots" / "sub" / "out2") for p in _tree(tmp_path) - before)
+        assert [q.name for q in (work / "shots" / "sub" / "out2").iterdir()] == [".wbg-batch"]  # the job lock only
+        one_line(err.strip(), args[0], "not a file name batch can use")
+
+
+def test_run_writes_only_the_given_path(tmp_path, monkeypatch):
+    """`run -o FILE`: the only new path is FILE (its temporary sibling is renamed onto it)."""
+    from wbg_edge.cli import main
+
+    clip = _clip(tmp_path / "in.mp4", n=4)
+    (tmp_path / "o").mkdir()
+    monkeypatch.chdir(tmp_path / "o")
+    for target in ("cut.mp4", "frames/"):
+        before = _tree(tmp_path)
+        assert main(["run", "-i", str(clip), "-o", target, "-q", *CLI_FAST]) == 0
+        new = sorted(str(p.relative_to(tmp_path)) for p in _tree(tmp_path) - before)
+        pngs = [f"o/frames/frame_{i:06d}.png" for i in range(4)]
+        want = ["o/cut.mp4"] if target == "cut.mp4" else ["o/frames", *pngs]
+        assert new == want

@@ -141,6 +141,7 @@ def image_files(folder: Path) -> list[Path]:
 
 def output_name(inp: Path, kind: str, fmt: str) -> str:
     """`clip.mp4` -> `clip.mp4`; with --format mov -> `clip.mov`; png or an image folder -> a folder."""
+    inp = Path(os.path.abspath(inp))  # `..`, `.`, `x/..` name the folder they point at, not OUTDIR's parent
     if kind == "images":
         return inp.name if fmt in ("same", "png") else f"{inp.name}.{fmt}"
     if fmt == "same":  # a container the sinks cannot write (.mpg, .ts, ...) becomes .mp4
@@ -565,6 +566,8 @@ def plan(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, job: Job) -> tup
     for inp in expand_inputs(inputs):
         guess_kind = "images" if inp.is_dir() else "video"
         name = output_name(inp, guess_kind, job.format)
+        if name in ("", ".", "..", STATE_DIR, "batch-summary.json"):  # would replace OUTDIR or its bookkeeping
+            raise BatchError(f"{inp}: its output name {name!r} is not a file name batch can use; rename the input")
         if name in names:
             raise BatchError(f"{inp}: its output {cfg.outdir / name} clashes with the one of {names[name]}; "
                              f"rename one input")
