@@ -1,13 +1,17 @@
 """Batch throughput: frames/s of `wbg-edge batch` with 1 and N workers, local pool and local Ray, on the
-same generated clips, and the Ray overhead against the local pool.
+same generated clips, and the Ray overhead against the local pool; with --batch-size, per-frame batching
+(frames per Pipeline.process_batch call) against one frame at a time.
 
-    python bench/bench_batch.py [--clips 4] [--frames 48] [--size 640x360] [--workers 1,2] [--json FILE]
+    python bench/bench_batch.py [--clips 4] [--frames 48] [--size 640x360] [--workers 1,2] [--batch-size 1,4]
+                                [--pipeline] [--json FILE]
 
 Each worker gets cores / workers inference threads, in both executors, so the two compare like for
 like. Ray is started once (num_cpus = the largest worker count); its start-up is reported apart from
 the job times, which count everything else a user waits for (pool spawn / actor start, model loading,
 decode, inference, PNG writes, records). Configs run interleaved for --repeat rounds and the median
-wall time is reported, so load drift on a shared machine hits every config alike.
+wall time is reported, so load drift on a shared machine hits every config alike. --pipeline also times
+the Pipeline alone in this process (process vs process_batch on the decoded frames, no decode or
+encode, 1 thread), interleaved the same way.
 """
 from __future__ import annotations
 
@@ -48,18 +52,40 @@ def make_clip(path: Path, frames: int, size: tuple[int, int], seed: int) -> Path
     return path
 
 
-def run_once(clips: list[Path], workers: int, ray: str | None, work: Path) -> dict:
-    out = work / f"out-{'ray' if ray else 'local'}-{workers}"
+def run_once(clips: list[Path], workers: int, ray: str | None, work: Path, batch_size: int = 1) -> dict:
+    out = work / f"out-{'ray' if ray else 'local'}-{workers}-{batch_size}"
     shutil.rmtree(out, ignore_errors=True)
     threads = max(1, (os.cpu_count() or 1) // workers)
     job = Job(PipelineConfig(), str(out), format="png", threads=threads)
     t0 = time.perf_counter()
-    report = run_batch(clips, BatchConfig(outdir=out, workers=workers, ray=ray), job)
+    report = run_batch(clips, BatchConfig(outdir=out, workers=workers, ray=ray, batch_size=batch_size), job)
     wall = time.perf_counter() - t0
     if report.failed:
         raise RuntimeError(f"bench: {report.failed[0].error}")
-    return {"executor": "ray" if ray else "local", "workers": workers, "threads_per_worker": threads,
-            "frames": report.frames, "wall_s": round(wall, 2), "fps": round(report.frames / wall, 2)}
+    return {"executor": "ray" if ray else "local", "workers": workers, "batch_size": batch_size,
+            "threads_per_worker": threads, "frames": report.frames, "wall_s": round(wall, 2),
+            "fps": round(report.frames / wall, 2)}
+
+
+def pipeline_ms(frames: list[np.ndarray], batch_sizes: list[int], repeat: int) -> dict[int, float]:
+    """Median ms per frame of the Pipeline alone (1 thread): process (batch size 1) or process_batch."""
+    from wbg_edge.pipeline import Pipeline
+
+    pipe = Pipeline(PipelineConfig(threads=1))
+    for n in batch_sizes:  # warm-up: buffers and first model runs at every batch shape
+        pipe.process_batch(frames[:n])
+    runs: dict[int, list[float]] = {n: [] for n in batch_sizes}
+    for _ in range(repeat):
+        for n in batch_sizes:
+            t0 = time.perf_counter()
+            for i in range(0, len(frames), n):
+                if n == 1:
+                    pipe.process(frames[i])
+                else:
+                    pipe.process_batch(frames[i:i + n])
+            runs[n].append(1e3 * (time.perf_counter() - t0) / len(frames))
+    pipe.close()
+    return {n: round(float(np.median(v)), 2) for n, v in runs.items()}
 
 
 def main() -> int:
@@ -68,14 +94,18 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=24, help="frames per clip")
     ap.add_argument("--size", default="640x360")
     ap.add_argument("--workers", default="1,2", help="comma list of worker counts")
+    ap.add_argument("--batch-size", default="1", help="comma list of frames per process_batch call")
+    ap.add_argument("--pipeline", action="store_true", help="also time the Pipeline alone per batch size")
     ap.add_argument("--repeat", type=int, default=2, help="rounds; each runs every config once, interleaved")
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--json", help="also write the results as JSON")
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))
     counts = [int(v) for v in args.workers.split(",")]
+    sizes = [int(v) for v in args.batch_size.split(",")]
     work = Path(tempfile.mkdtemp(prefix="wbg-bench-batch-"))
-    runs: dict[tuple[str, int], list[dict]] = {}
+    runs: dict[tuple[str, int, int], list[dict]] = {}
+    pipe_ms: dict[int, float] = {}
     ray_start = None
     ray = None
     try:
@@ -93,9 +123,15 @@ def main() -> int:
         # Interleaved rounds: on a shared machine the load drifts; each config sees the same drift.
         for _ in range(args.repeat):
             for n in counts:
-                for executor in ("local",) + (() if args.no_ray else ("ray",)):
-                    r = run_once(clips, n, "auto" if executor == "ray" else None, work)
-                    runs.setdefault((executor, n), []).append(r)
+                for b in sizes:
+                    for executor in ("local",) + (() if args.no_ray else ("ray",)):
+                        r = run_once(clips, n, "auto" if executor == "ray" else None, work, b)
+                        runs.setdefault((executor, n, b), []).append(r)
+        if args.pipeline:
+            cap = cv2.VideoCapture(str(clips[0]))
+            frames = [f for ok, f in iter(cap.read, (False, None)) if ok]
+            cap.release()
+            pipe_ms = pipeline_ms(frames, sizes, args.repeat)
     finally:
         if ray is not None:
             ray.shutdown()
@@ -106,23 +142,29 @@ def main() -> int:
         row = dict(rs[0], wall_s=round(float(np.median(walls)), 2), runs_wall_s=walls)
         row["fps"] = round(row["frames"] / row["wall_s"], 2)
         rows.append(row)
-    local = {r["workers"]: r for r in rows if r["executor"] == "local"}
+    local = {(r["workers"], r["batch_size"]): r for r in rows if r["executor"] == "local"}
+    one = {(r["executor"], r["workers"]): r for r in rows if r["batch_size"] == sizes[0]}
     print(f"{args.clips} clips x {args.frames} frames at {w}x{h}, {os.cpu_count()} cores, median of {args.repeat}"
           + (f"; Ray start-up {ray_start} s (not in the job times)" if ray_start is not None else ""))
-    print(f"{'executor':<9}{'workers':>8}{'threads':>8}{'frames':>8}{'wall s':>8}{'frames/s':>10}{'vs local':>10}"
-          f"  runs (s)")
+    print(f"{'executor':<9}{'workers':>8}{'batch':>6}{'threads':>8}{'frames':>8}{'wall s':>8}{'frames/s':>10}"
+          f"{'vs local':>10}{'vs batch ' + str(sizes[0]):>12}  runs (s)")
     for r in rows:
-        base = local.get(r["workers"])
+        base = local.get((r["workers"], r["batch_size"]))
         r["overhead_vs_local_pct"] = None if r is base else round(100 * (r["wall_s"] / base["wall_s"] - 1), 1)
         rel = "" if r["overhead_vs_local_pct"] is None else f"{r['overhead_vs_local_pct']:+.0f}%"
-        print(f"{r['executor']:<9}{r['workers']:>8}{r['threads_per_worker']:>8}{r['frames']:>8}{r['wall_s']:>8.1f}"
-              f"{r['fps']:>10.1f}{rel:>10}  {r['runs_wall_s']}")
+        r["speedup_vs_first_batch_size"] = round(one[(r["executor"], r["workers"])]["wall_s"] / r["wall_s"], 3)
+        print(f"{r['executor']:<9}{r['workers']:>8}{r['batch_size']:>6}{r['threads_per_worker']:>8}{r['frames']:>8}"
+              f"{r['wall_s']:>8.1f}{r['fps']:>10.1f}{rel:>10}{r['speedup_vs_first_batch_size']:>11.2f}x"
+              f"  {r['runs_wall_s']}")
+    if pipe_ms:
+        print("pipeline alone (1 thread, ms/frame, median): " + ", ".join(
+            f"batch {n}: {v:.1f} ({pipe_ms[sizes[0]] / v:.2f}x)" for n, v in pipe_ms.items()))
     if args.json:
         doc = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": " ".join(sys.argv),
                "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                            "python": platform.python_version()},
                "clips": args.clips, "frames_per_clip": args.frames, "size": [w, h], "ray_start_s": ray_start,
-               "results": rows}
+               "results": rows, "pipeline_ms_per_frame": pipe_ms}
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 

@@ -11,6 +11,9 @@ Contracts:
 - A Unit is frames [start, stop) of one input; a long video gives several, each decoded from
   `start - overlap` so temporal smoothing is warm at `start` (the overlap frames are not written).
   Chunks are written as lossless PNG parts and stitched in order by the driver.
+- With `batch_size` N > 1 a worker hands its Pipeline N frames at a time (`Pipeline.process_batch`: one
+  depth, one coarse and one refiner call for the N frames, same frames out as `process`), so the batch
+  size is not part of the resume record.
 - `OUTDIR/.wbg-batch/<output name>.json` records what made a finished output (input size/mtime,
   bundle manifest hash, options hash, frame count); `--resume` skips outputs whose record matches.
 - Workers never raise for a bad input: each Unit returns a result dict with `error` set instead,
@@ -60,6 +63,7 @@ class BatchConfig:
     overlap: int = 8                  # frames decoded before each chunk to warm temporal smoothing
     summary: Path | None = None       # default OUTDIR/batch-summary.json
     retries: int = 2                  # extra attempts for a Unit whose worker died (local pool)
+    batch_size: int = 1               # frames per Pipeline.process_batch call in each worker (see bench/RESULTS.md)
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class Job:
     output_mode: str | None = None    # composite | rgba | alpha; None: the Pipeline's own (config.mode)
     format: str = "same"              # output container: "same" as the input, or an extension (mp4, mov, png...)
     threads: int = 0                  # inference threads per worker (0: leave the Pipeline's default)
+    batch_size: int = 1               # frames per process_batch call (run_batch sets it from BatchConfig)
 
 
 # ---------------------------------------------------------------- inputs and plan
@@ -257,6 +262,24 @@ class _DropFirst:
             self.sink.write(image)
 
 
+class _Batches:
+    """The Pipeline as `run_stream` sees it when frames go `n` at a time through `process_batch` (same
+    Mattes as `process`; the Pipeline keeps all n valid, and the two a sink thread may still write)."""
+
+    def __init__(self, pipeline: Any, n: int):
+        self.pipeline, self.n = pipeline, n
+
+    def stream(self, frames: Iterable[np.ndarray]) -> Iterator[Any]:
+        chunk: list[np.ndarray] = []
+        for f in frames:
+            chunk.append(f)
+            if len(chunk) == self.n:
+                yield from self.pipeline.process_batch(chunk)
+                chunk = []
+        if chunk:
+            yield from self.pipeline.process_batch(chunk)
+
+
 def _sink_uri(target: Path, pngs: bool) -> str:
     return f"{target}{os.sep}" if pngs else str(target)
 
@@ -280,7 +303,8 @@ def process_to(pipeline: Any, unit: Unit, target: Path, job: Job, lossless_parts
         with open_sink(_sink_uri(target, pngs), fps=src.fps) as sink:
             stats = StreamStats()
             limit = None if unit.stop is None else unit.stop - unit.start + unit.warmup
-            for _ in run_stream(src, pipeline, _DropFirst(sink, unit.warmup), mode=mode, max_frames=limit,
+            runner = _Batches(pipeline, job.batch_size) if job.batch_size > 1 else pipeline
+            for _ in run_stream(src, runner, _DropFirst(sink, unit.warmup), mode=mode, max_frames=limit,
                                 stats=stats):
                 pass
             n = sink.frames
@@ -601,6 +625,9 @@ def run_batch(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, job: Job,
         raise BatchError(f"--chunk-frames and --chunk-overlap must be >= 0, got {cfg.chunk_frames} and {cfg.overlap}")
     if job.format not in OUTPUT_FORMATS:
         raise BatchError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {job.format!r}")
+    if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
+        raise BatchError(f"--batch-size must be an integer >= 1, got {cfg.batch_size!r}")
+    job = dataclasses.replace(job, batch_size=cfg.batch_size)
     gpus = len(_cuda_devices())
     workers = cfg.workers or gpus or os.cpu_count() or 1  # single-threaded workers scale best (RESULTS.md)
     if cfg.ray:
@@ -706,6 +733,9 @@ def add_batch_parser(subparsers: Any, add_run_options: Callable[[Any], None] | N
                    help="cut longer videos into chunks of about this many frames (0: never)")
     p.add_argument("--chunk-overlap", type=int, default=BatchConfig.overlap,
                    help="frames decoded before each chunk to warm temporal smoothing")
+    p.add_argument("--batch-size", type=int, default=BatchConfig.batch_size, metavar="N",
+                   help="frames per model call in each worker (depth, coarse and refiner patches batched; "
+                        "same output; pays on GPUs, little on a CPU: bench/RESULTS.md)")
     p.add_argument("--summary", type=Path, default=None, help="summary JSON (default OUTDIR/batch-summary.json)")
     if add_run_options is not None:
         add_run_options(p)

@@ -519,7 +519,8 @@ def cmd_batch(args) -> int:
     mode = args.mode or ("rgba" if (args.background or "").lower() == "transparent" else "composite")
     # workers None: batch decides (one per GPU or per core here, the cluster's size under Ray)
     cfg = BatchConfig(outdir=args.outdir, workers=args.workers, ray=args.ray, resume=args.resume,
-                      chunk_frames=args.chunk_frames, overlap=args.chunk_overlap, summary=args.summary)
+                      chunk_frames=args.chunk_frames, overlap=args.chunk_overlap, summary=args.summary,
+                      batch_size=args.batch_size)
     job = Job(pipeline_config=make_config(args, mode=mode), outdir=str(args.outdir), output_mode=mode,
               format=args.format)
     with stop_on_signals() as stop:  # Ctrl-C ends the job cleanly; --resume continues it
