@@ -338,6 +338,23 @@ def test_overlapped_stream_matches_sequential(toy):
         assert a.index == b.index and np.array_equal(a.alpha, b.alpha) and np.array_equal(a.image, b.image)
 
 
+@pytest.mark.parametrize("kw", [dict(smoothing=0.5), dict(patch_context=4, mode="rgba")])
+def test_overlapped_stream_matches_sequential_when_the_caller_reuses_its_buffer(toy, kw):
+    # The overlapped stream reads frame t+1 before frame t is finished: it must not keep the caller's buffer.
+    frames = [disc_frame(cx=100 + 9 * i) for i in range(6)]
+
+    def reused():
+        buf = np.empty_like(frames[0])
+        for f in frames:
+            np.copyto(buf, f)
+            yield buf
+
+    seq = [m.copy() for m in toy_pipeline(toy, **kw).stream(iter(frames))]
+    par = [m.copy() for m in toy_pipeline(toy, overlap=True, **kw).stream(reused())]
+    for a, b in zip(seq, par, strict=True):
+        assert np.array_equal(a.alpha, b.alpha) and np.array_equal(a.image, b.image)
+
+
 def test_overlapped_stream_raises_bad_frames_and_stops(toy):
     p = toy_pipeline(toy, overlap=True)
     frames = [disc_frame(), np.zeros((4, 4), np.float64), disc_frame()]

@@ -16,18 +16,20 @@ all N frames in one refiner call; the fused finish runs per frame, in order, so 
 NaN pass-through are those of `process`. The ring then holds N + 2 buffers: all N Mattes stay valid
 until the next call, and two more (a sink thread may still be writing the last two).
 
-`Pipeline.stream(frames)` yields one Matte per frame; with `overlap=True` the front half (preprocess,
-depth, normalise) of frame t+1 runs on a worker thread while the back half (coarse, band, refine,
-finish) of frame t runs in the caller's thread: throughput is the slower half, latency <= 2 frames.
+`Pipeline.stream(frames)` yields one Matte per frame; with `overlap=True` the caller's thread runs only
+the models and what lies between them (normalise, band, pack), while a "prepare" thread reads and
+preprocesses frame t+1 during the refiner of frame t and a "finish" thread makes frame t's alpha and
+output image during the depth and coarse models of frame t+1: the pipeline's own work hides in the
+time the models leave the cores idle; a result comes out at most one model pass later.
 """
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -42,6 +44,7 @@ from .compose import Background, compose, parse_background
 
 MODES = ("alpha", "rgba", "composite")
 MODEL_STAGES = ("depth", "coarse", "refiner")
+STAGES = ("preprocess", "depth", "normalise", "coarse", "band", "pack", "refiner", "finish")
 INV255 = np.float32(1.0 / 255.0)
 EPS = np.float32(1e-6)
 MAX_ASPECT = 4  # model / refine grids are at most 4:1, whatever the frame
@@ -68,7 +71,7 @@ class PipelineConfig:
     smoothing: float = 0.0             # temporal EMA of alpha: a = s * previous + (1 - s) * current
     mode: str = "composite"            # alpha (u8 H x W) | rgba (BGRA) | composite (BGR over `background`)
     background: str = "green"          # transparent | colour name | #RRGGBB | blur[:k] | image path
-    overlap: bool = False              # stream(): overlap depth of frame t+1 with the rest of frame t
+    overlap: bool = False              # stream(): preprocess and finish on two helper threads, beside the models
     threads: int | None = None         # ONNX Runtime intra-op threads per model (None: all cores)
     spin: bool = False                 # ONNX Runtime threads spin between runs: lower latency on an idle
                                        # machine, but they steal the cores the rest of the pipeline needs
@@ -243,6 +246,8 @@ class _Slot:
     depth_in: np.ndarray | None = None
     depth: np.ndarray | None = None       # normalised D (float32 2-D) or None when depth is off
     bad: bool = False                     # a model returned NaN / Inf for this frame
+    coarse_out: np.ndarray | None = None  # the coarse model's output for this slot's frame
+    coarse_out_for: tuple | None = None   # ... and the input shape it was made for
     timings: dict = field(default_factory=dict)
     index: int = 0
 
@@ -277,6 +282,22 @@ class _Back:
     ring: int = 0                         # outputs made at this size (a batch may mix sizes: one ring each)
 
 
+@dataclass
+class _Work:
+    """One frame between its coarse model and its finish."""
+
+    slot: _Slot
+    b: _Back
+    tm: dict
+    bad: bool = False
+    alpha_coarse: np.ndarray | None = None
+    patches: np.ndarray | None = None     # patch origins on the refine grid (None: the full grid)
+    windows: np.ndarray | None = None     # what the refiner sees (patches widened by the context)
+    packed: np.ndarray | None = None
+    delta: np.ndarray | None = None
+    refined: float = 0.0
+
+
 class Pipeline:
     """depth -> coarse -> band -> refine_pack -> refiner -> refine_finish, on one bundle and one backend."""
 
@@ -292,9 +313,8 @@ class Pipeline:
         wanted = {"coarse", "refiner"} | ({"depth"} if use_depth else set())
         self.choice = choose_backend(config.backend, self.bundle, wanted)
         fmt = "engine" if self.choice.kind == "trt" else "onnx"
-        # Overlapped stages run two models at once: split the cores between them and stop idle spinning.
-        threads = config.threads or (max(1, (os.cpu_count() or 2) // 2) if config.overlap else None)
-        opts = BackendOptions(threads=threads, spin=config.spin and not config.overlap)
+        # Overlapped, the prepare and finish threads work between model runs: no idle spinning then.
+        opts = BackendOptions(threads=config.threads, spin=config.spin and not config.overlap)
         found = {s: self.bundle.resolve(s, fmt) for s in wanted}
         for s, f in found.items():
             if f is None:
@@ -400,7 +420,7 @@ class Pipeline:
         return mattes
 
     def stream(self, frames: Iterable[np.ndarray]) -> Iterator[Matte]:
-        """One Matte per frame, in order; overlapped across two threads when config.overlap."""
+        """One Matte per frame, in order; preprocess and finish on helper threads when config.overlap."""
         if not self.config.overlap:
             for f in frames:
                 yield self.process(f)
@@ -469,19 +489,31 @@ class Pipeline:
         return _Group(g, slots, model_in, coarse_in, depth_in)
 
     def _front(self, frame: np.ndarray, slot: _Slot, copy: bool, depth: bool = True) -> None:
+        self._prepare(frame, slot, copy)
+        self._admit(slot)
+        if depth and self.depth_model is not None:
+            self._depth(slot, slot.geom, slot.timings)
+
+    def _admit(self, slot: _Slot) -> None:
+        """Frame number and depth-cache validity: state of the model thread, taken in frame order."""
+        if self._depth_cache is not None and self._depth_cache_geom != slot.geom:
+            self._reset_depth()  # (the back half drops the previous alpha itself when the size changes)
+        slot.index = self._index
+        self._index += 1
+
+    def _prepare(self, frame: np.ndarray, slot: _Slot, copy: bool) -> None:
+        """Preprocess one frame into `slot`: no model, no temporal state (the overlapped stream runs it on
+        its "prepare" thread)."""
         t0 = time.perf_counter()
         bgr = as_bgr(frame)
         h, w = bgr.shape[:2]
         g = self.geometry(h, w)
         if slot.geom != g or (copy and slot.frame_buf is None):
             self._alloc_slot(slot, g, copy)
-        if self._depth_cache is not None and self._depth_cache_geom != g:
-            self._reset_depth()  # (the back half drops the previous alpha itself when the size changes)
         if copy:
             np.copyto(slot.frame_buf, bgr)
             bgr = slot.frame_buf
-        slot.frame, slot.bad, slot.index = bgr, False, self._index
-        self._index += 1
+        slot.frame, slot.bad = bgr, False
         hm, wm = g.model
         cv2.resize(bgr, (wm, hm), dst=slot.small, interpolation=cv2.INTER_LINEAR)
         if slot.model_in is not None:
@@ -493,11 +525,7 @@ class Pipeline:
                 np.multiply(slot.coarse_small[:, :, ::-1], INV255, out=slot.coarse_in[0])
             else:
                 _planes(slot.coarse_small, slot.coarse_in[0])
-        t1 = time.perf_counter()
-        tm = {"preprocess": (t1 - t0) * 1e3, "depth": 0.0, "normalise": 0.0}
-        slot.timings = tm
-        if depth and self.depth_model is not None:
-            self._depth(slot, g, tm)
+        slot.timings = {"preprocess": (time.perf_counter() - t0) * 1e3, "depth": 0.0, "normalise": 0.0}
 
     def _depth(self, slot: _Slot, g: Geometry, tm: dict) -> None:
         t0 = time.perf_counter()
@@ -602,34 +630,49 @@ class Pipeline:
         return (hw[0], hw[1]) if len(hw) == 2 else out.shape[-2:]
 
     def _back(self, slot: _Slot) -> Matte:
-        t0 = time.perf_counter()
-        b = self._alloc_back(slot.geom)
-        tm = dict(slot.timings)
-        alpha_coarse, bad = None, slot.bad
-        patches = windows = packed = delta = None
-        refined = 0.0
-        if not bad:
+        w = self._coarse(slot)
+        self._refine(w)
+        return self._end(w)
+
+    def _coarse(self, slot: _Slot) -> _Work:
+        """The coarse model on a prepared frame. Its output goes to the slot's own buffer: the finish of
+        this frame may still read it while the next frame's coarse model runs (overlapped stream)."""
+        w = _Work(slot, self._alloc_back(slot.geom), dict(slot.timings), bad=slot.bad)
+        if not w.bad:
             x = slot.model_in if slot.model_in is not None else slot.coarse_in
-            t1 = time.perf_counter()
-            alpha_coarse = _alpha2d(self.coarse_model(x))
-            tm["coarse"] = (time.perf_counter() - t1) * 1e3
-            bad = not np.isfinite(alpha_coarse.sum())
-        if not bad:
-            t2 = time.perf_counter()
-            patches, windows, refined = self._select(b, alpha_coarse)
-            n = len(patches) if patches is not None else 0
-            packed, delta = (b.pack_patches[:n], b.delta_patches[:n]) if n else (b.pack_full, b.delta_full)
-            t3 = time.perf_counter()
-            tm["band"] = (t3 - t2) * 1e3
-            self._pack(slot, alpha_coarse, windows, packed)
-            t4 = time.perf_counter()
-            tm["pack"] = (t4 - t3) * 1e3
-            self.refiner_model(packed, out=delta)
-            tm["refiner"] = (time.perf_counter() - t4) * 1e3
-            bad = not np.isfinite(delta.sum())
-        matte = self._finish(slot, b, alpha_coarse, patches, windows, packed, delta, refined, bad, tm)
-        return self._totals(matte, tm["preprocess"] + tm["depth"] + tm["normalise"]
-                            + (time.perf_counter() - t0) * 1e3)
+            t0 = time.perf_counter()
+            if slot.coarse_out is not None and slot.coarse_out_for == x.shape:
+                out = self.coarse_model(x, out=slot.coarse_out)
+            else:
+                out = slot.coarse_out = self.coarse_model(x).copy()
+                slot.coarse_out_for = x.shape
+            w.tm["coarse"] = (time.perf_counter() - t0) * 1e3
+            w.alpha_coarse = _alpha2d(out)
+            w.bad = not np.isfinite(w.alpha_coarse.sum())
+        return w
+
+    def _refine(self, w: _Work) -> None:
+        """Band selection, fused pack and the refiner (into the refine buffers of the frame's size)."""
+        if w.bad:
+            return
+        b, tm = w.b, w.tm
+        t0 = time.perf_counter()
+        w.patches, w.windows, w.refined = self._select(b, w.alpha_coarse)
+        n = len(w.patches) if w.patches is not None else 0
+        w.packed, w.delta = (b.pack_patches[:n], b.delta_patches[:n]) if n else (b.pack_full, b.delta_full)
+        t1 = time.perf_counter()
+        tm["band"] = (t1 - t0) * 1e3
+        self._pack(w.slot, w.alpha_coarse, w.windows, w.packed)
+        t2 = time.perf_counter()
+        tm["pack"] = (t2 - t1) * 1e3
+        self.refiner_model(w.packed, out=w.delta)
+        tm["refiner"] = (time.perf_counter() - t2) * 1e3
+        w.bad = not np.isfinite(w.delta.sum())
+
+    def _end(self, w: _Work) -> Matte:
+        matte = self._finish(w.slot, w.b, w.alpha_coarse, w.patches, w.windows, w.packed, w.delta, w.refined,
+                             w.bad, w.tm)
+        return self._totals(matte, sum(w.tm.get(k, 0.0) for k in STAGES))
 
     def _select(self, b: _Back, alpha_coarse: np.ndarray):
         """(patches, windows, refined): the band's patch origins and the (P + 2c)^2 windows the refiner sees
@@ -838,46 +881,70 @@ class Pipeline:
 
     # ------------------------------------------------------------------ overlapped streaming
     def _stream_overlapped(self, frames: Iterable[np.ndarray]) -> Iterator[Matte]:
-        free: queue.Queue = queue.Queue()
-        ready: queue.Queue = queue.Queue()
-        for s in self._slots:
-            free.put(s)
-        stop = threading.Event()
-        end = object()
-
-        def front_worker():
-            try:
-                for f in frames:
-                    while True:
-                        if stop.is_set():
-                            return
-                        try:
-                            slot = free.get(timeout=0.1)
-                            break
-                        except queue.Empty:
-                            continue
-                    self._front(f, slot, copy=True)
-                    ready.put(slot)
-                ready.put(end)
-            except BaseException as e:  # hand it to the consumer, which raises it in its own thread
-                ready.put(e)
-
+        """The caller's thread runs the models back to back; a "prepare" thread reads and preprocesses
+        frame t+1 while the refiner of frame t runs, and a "finish" thread makes the alpha and the output
+        image of frame t while the depth and coarse models of frame t+1 run. Each thread takes its jobs
+        in frame order; frame t+1's pack waits for frame t's finish (they share the refine buffers)."""
         if self._streaming:
             raise RuntimeError("Pipeline.stream: another overlapped stream() is already running on this pipeline")
         self._streaming = True
-        worker = threading.Thread(target=front_worker, name="wbg-front", daemon=True)
-        worker.start()
+        it = iter(frames)
+        end = object()
+        prepare, finish = _Lane("wbg-prepare"), _Lane("wbg-finish")
+
+        def read(slot: _Slot):
+            frame = next(it, end)
+            if frame is end:
+                return end
+            self._prepare(frame, slot, copy=True)  # a copy: the caller may reuse its buffer for the next frame
+            return slot
+
         try:
-            while True:
-                item = ready.get()
-                if item is end:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                matte = self._back(item)
-                free.put(item)
-                yield matte
+            ready = prepare.submit(read, self._slots[0])
+            pending = None  # the finish of the previous frame
+            k = 0
+            while (slot := ready.result()) is not end:
+                self._admit(slot)
+                if self.depth_model is not None:
+                    self._depth(slot, slot.geom, slot.timings)
+                w = self._coarse(slot)
+                if pending is not None:
+                    yield pending.result()
+                k += 1
+                ready = prepare.submit(read, self._slots[k % 2])  # frame t-1's slot: finished by now
+                self._refine(w)
+                pending = finish.submit(self._end, w)
+            if pending is not None:
+                yield pending.result()
         finally:
-            stop.set()
-            worker.join(timeout=5.0)
+            prepare.close()
+            finish.close()
             self._streaming = False
+
+
+class _Lane:
+    """One daemon thread running submitted jobs in submission order; results and errors come back as Futures."""
+
+    def __init__(self, name: str):
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn, *args) -> Future:
+        f: Future = Future()
+        self._jobs.put((f, fn, args))
+        return f
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            f, fn, args = job
+            if f.set_running_or_notify_cancel():
+                try:
+                    f.set_result(fn(*args))
+                except BaseException as e:  # raised again in the thread that asks for the result
+                    f.set_exception(e)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop after the jobs already submitted (one stuck in a source read is abandoned after `timeout`)."""
+        self._jobs.put(None)
+        self._thread.join(timeout)
