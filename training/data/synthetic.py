@@ -33,6 +33,24 @@ class SceneConfig:
     p_photo_bg: float = 0.4         # photographic background when photos are importable
     photos: tuple[str, ...] = TRAIN_PHOTOS
     depth_noise: float = 0.03       # std of per-pixel depth noise
+    # styles the recipe never trains on (robustness evaluation, see STYLES); the defaults are off
+    bg_style: str = "train"         # "train" (textures, photos) | "tiles" (flat tiles, hard grout lines)
+    shape_style: str = "train"      # "train" (person, blob, polygon) | "unseen" (rings with a hole, thin limbs)
+    noise: float = 0.0              # std of Gaussian sensor noise on the image
+    blur: float = 0.0               # sigma of a camera blur (image and alpha alike)
+    gain: float = 1.0               # exposure; < 1 is low light (then 8-bit quantised)
+
+
+# Unseen styles for `python -m training.evaluate --style NAME`: SceneConfig overrides.
+STYLES: dict[str, dict] = {
+    "in-distribution": {},
+    "photos": {"photos": HELDOUT_PHOTOS, "p_photo_bg": 1.0},  # every background a photo never trained on
+    "tiles": {"bg_style": "tiles"},
+    "shapes": {"shape_style": "unseen"},
+    "noise": {"noise": 0.05},
+    "blur": {"blur": 1.5},
+    "low-light": {"gain": 0.25, "noise": 0.01},
+}
 
 
 @functools.lru_cache(maxsize=32)
@@ -156,6 +174,33 @@ def _strands(rng: np.random.Generator, mask: np.ndarray, n: int, ss: int = 4) ->
     return cv2.resize(big.astype(np.float32) / 255.0, (size, size), interpolation=cv2.INTER_AREA)
 
 
+def _tiles(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Unseen background style: flat-coloured tiles with grout lines, hard edges everywhere."""
+    n = int(rng.integers(3, 12))
+    t = cv2.resize(rng.random((n, n, 3), dtype=np.float32), (size, size), interpolation=cv2.INTER_NEAREST)
+    yy, xx = np.mgrid[0:size, 0:size]
+    step, grout = size / n, max(1, round(size / n * 0.08))
+    t[((yy % step) < grout) | ((xx % step) < grout)] = rng.uniform(0.0, 0.3)
+    return t
+
+
+def _unseen_mask(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Unseen subject shapes, uint8 {0,1}: a ring (background shows through its hole) or thin limbs."""
+    m = np.zeros((size, size), np.uint8)
+    c = (int(size * rng.uniform(0.35, 0.65)), int(size * rng.uniform(0.4, 0.6)))
+    if rng.random() < 0.5:
+        r = int(size * rng.uniform(0.2, 0.35))
+        cv2.circle(m, c, r, 1, -1)
+        cv2.circle(m, c, int(r * rng.uniform(0.4, 0.7)), 0, -1)
+    else:
+        for _ in range(int(rng.integers(3, 7))):
+            ang, length = rng.uniform(0, 2 * np.pi), size * rng.uniform(0.2, 0.45)
+            end = (int(c[0] + length * np.cos(ang)), int(c[1] + length * np.sin(ang)))
+            cv2.line(m, c, end, 1, int(rng.integers(3, max(4, size // 25))))
+        cv2.circle(m, c, max(2, size // 16), 1, -1)
+    return m
+
+
 def _over(layers: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Porter-Duff 'over' of (colour, alpha) layers, back to front -> (premultiplied-free F, alpha)."""
     h, w = layers[0][1].shape
@@ -189,6 +234,9 @@ def make_scene(seed: int, index: int, cfg: SceneConfig = SceneConfig()) -> dict:
         bg = _photo_crop(rng, _photo(photos[int(rng.integers(len(photos)))]), s)
     else:
         bg = _texture(rng, s)
+    style = np.random.default_rng([seed, index, 7])  # unseen styles draw here: the base scene stays the same
+    if cfg.bg_style == "tiles":
+        bg = _tiles(style, s)
     low_contrast = bool(rng.random() < cfg.p_low_contrast)
     if low_contrast:  # subject colours and texture drawn close to the background's mean colour
         fg_col = _texture(rng, s, c0=np.clip(bg.mean((0, 1)) + rng.normal(0, 0.04, 3), 0, 1).astype(np.float32),
@@ -198,6 +246,8 @@ def make_scene(seed: int, index: int, cfg: SceneConfig = SceneConfig()) -> dict:
         fg_col = _texture(rng, s)
 
     mask = _subject_mask(rng, s)
+    if cfg.shape_style == "unseen":
+        mask = _unseen_mask(style, s)
     soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), rng.uniform(0.4, 1.5))
     layers = [(fg_col, soft)]
     hair = bool(rng.random() < cfg.p_hair)
@@ -221,6 +271,14 @@ def make_scene(seed: int, index: int, cfg: SceneConfig = SceneConfig()) -> dict:
     image = alpha[..., None] * fg + (1 - alpha[..., None]) * bg
     solid = np.maximum(soft, (alpha > 0.05).astype(np.float32) * 0.9)
     depth = _depth(rng, s, solid, cfg.depth_noise)
+    if cfg.blur > 0:  # an out-of-focus camera: the matte is as soft as the picture
+        image, fg, bg, alpha = (cv2.GaussianBlur(x, (0, 0), cfg.blur) for x in (image, fg, bg, alpha))
+    if cfg.gain != 1.0:  # low light: every layer darker by the same factor, so I = aF + (1-a)B still holds
+        image, fg, bg = image * cfg.gain, fg * cfg.gain, bg * cfg.gain
+    if cfg.noise > 0:  # sensor noise (on the image only: the composite equation no longer holds exactly)
+        image = image + cfg.noise * style.standard_normal(image.shape).astype(np.float32)
+    if cfg.noise > 0 or cfg.gain != 1.0:  # what an 8-bit camera delivers
+        image = np.round(np.clip(image, 0, 1) * 255) / 255
     return {"image": image.astype(np.float32), "fg": fg.astype(np.float32), "bg": bg.astype(np.float32),
             "alpha": alpha.astype(np.float32), "depth": depth, "semi": semi & (alpha > 0.02) & (alpha < 0.98),
             "flags": {"low_contrast": low_contrast, "hair": hair, "semi_transparent": semi_transparent}}
