@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from wbg_edge.bundle import BundleError, sha256_file
 from wbg_edge.pipeline import Pipeline, PipelineConfig
 
 FAST = dict(model_res=64, refine_res=64, threads=1)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def one_line(e: BaseException | str, *words: str) -> str:
@@ -340,7 +343,7 @@ def _clip(path: Path, n: int = 3, size=(64, 48)) -> Path:
     w, h = size
     out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, size)
     for i in range(n):
-        out.write(np.full((h, w, 3), 60 + 40 * i, np.uint8))
+        out.write(np.full((h, w, 3), (60 + 40 * i) % 256, np.uint8))
     out.release()
     return path
 
@@ -402,3 +405,58 @@ def test_run_writes_only_the_given_path(tmp_path, monkeypatch):
         pngs = [f"o/frames/frame_{i:06d}.png" for i in range(4)]
         want = ["o/cut.mp4"] if target == "cut.mp4" else ["o/frames", *pngs]
         assert new == want
+
+
+# ------------------------------------------------------------------ truncated images and videos, non-image files
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory) -> Path:
+    """Good and damaged copies of one picture in five formats and of one clip."""
+    d = tmp_path_factory.mktemp("damaged")
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8), (0, 0), 3)
+    for ext in ("png", "jpg", "webp", "bmp", "tif"):
+        cv2.imwrite(str(d / f"full.{ext}"), img)
+        data = (d / f"full.{ext}").read_bytes()
+        (d / f"half.{ext}").write_bytes(data[: len(data) // 2])
+    (d / "text.jpg").write_text("not an image\n" * 20)
+    (d / "empty.png").write_bytes(b"")
+    (d / "notes.txt").write_text("not a video either\n")
+    data = _clip(d / "full.mp4", n=12, size=(80, 60)).read_bytes()
+    (d / "half.mp4").write_bytes(data[: len(data) // 2])
+    (d / "head.mp4").write_bytes(data[:200])
+    return d
+
+
+@pytest.mark.parametrize("name", ["half.png", "half.jpg", "half.webp", "half.bmp", "half.tif", "text.jpg", "empty.png",
+                                  "notes.txt", "half.mp4", "head.mp4"])
+def test_damaged_input_is_one_line_on_stderr(damaged, tmp_path, name, capfd):
+    """Through `wbg-edge run`; capfd also catches what OpenCV, libpng or libjpeg print from C. Videos run
+    in a fresh process: FFmpeg's log level is fixed by whoever opened a video first in this one."""
+    from wbg_edge.cli import main
+
+    args = ["run", "-i", str(damaged / name), "-o", str(tmp_path / "out.mp4"), "-q", *CLI_FAST]
+    if name.endswith((".mp4", ".txt")):
+        r = subprocess.run([sys.executable, "-m", "wbg_edge", *args], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+        rc, err = r.returncode, r.stderr
+    else:
+        rc, err = main(args), capfd.readouterr().err
+    assert rc == 1 and not (tmp_path / "out.mp4").exists()
+    one_line(err.strip(), name, "not a readable")
+
+
+def test_truncated_jpeg_in_a_folder_is_skipped_and_named(damaged, tmp_path):
+    from test_sources import drain
+
+    from wbg_edge.sources import open_source
+
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for i, name in enumerate(["full.jpg", "half.jpg", "full.png", "half.png"]):
+        shutil.copy(damaged / name, folder / f"{i}-{name}")
+    with open_source(str(folder)) as src:
+        frames = drain(src)
+        problems = src.stats.problems
+    assert len(frames) == 2 and all(f.image.shape == (60, 80, 3) for f in frames)
+    assert len(problems) == 1 and "skipped 2 unreadable image(s)" in problems[0] and "1-half.jpg" in problems[0]

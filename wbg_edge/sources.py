@@ -19,6 +19,7 @@ a file that stalls raises `SourceError` from `read` instead of hanging.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -65,12 +66,26 @@ def to_bgr(img: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- readers (one per kind of input)
 # A reader is what the capture thread drives: grab() -> BGR frame, or None at the end / on a disconnect.
 
+@contextlib.contextmanager
+def _quiet_opencv():
+    """No OpenCV log lines on stderr while opening or decoding: a bad input is reported once, by name,
+    in our own one-line error (the CLI sets OPENCV_LOG_LEVEL too, but only before cv2 is imported)."""
+    log = cv2.utils.logging
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        log.setLogLevel(level)
+
+
 class _CvReader:
     """cv2.VideoCapture: cameras, files, network streams, GStreamer pipelines."""
 
     def __init__(self, target, name: str, api: int = cv2.CAP_ANY, params: Sequence[int] = ()):
         self.name = name
-        self.cap = cv2.VideoCapture(target, api, list(params)) if params else cv2.VideoCapture(target, api)
+        with _quiet_opencv():
+            self.cap = cv2.VideoCapture(target, api, list(params)) if params else cv2.VideoCapture(target, api)
         if not self.cap.isOpened():
             self.cap.release()
             raise SourceError(f"{name}: cannot open")
@@ -87,6 +102,22 @@ class _CvReader:
         self.cap.release()
 
 
+def _truncated(data: np.ndarray, suffix: str) -> bool:
+    """A PNG without its IEND chunk or a JPEG without its end marker was cut short. libjpeg would decode
+    it anyway (grey below the cut) and both libraries print to stderr, so refuse it before decoding."""
+    tail = data[-1024:].tobytes().rstrip(b"\0")  # some cameras pad JPEGs with zeros
+    if suffix == ".png":
+        return b"IEND" not in tail[-12:]
+    if suffix in (".jpg", ".jpeg"):
+        return b"\xff\xd9" not in tail[-64:]
+    return False
+
+
+def _decode_quietly(data: np.ndarray) -> np.ndarray | None:
+    with _quiet_opencv():
+        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+
+
 class _ImageReader:
     """A sorted list of image files; files that do not decode are skipped and reported."""
 
@@ -101,7 +132,13 @@ class _ImageReader:
         while self._i < len(self.files):
             p = self.files[self._i]
             self._i += 1
-            img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+            try:
+                data = np.fromfile(p, np.uint8)
+            except OSError:
+                data = None
+            img = None
+            if data is not None and data.size and not _truncated(data, p.suffix.lower()):
+                img = _decode_quietly(data)
             if img is not None and img.size:
                 return to_bgr(img)
             self.skipped.append(p.name)
