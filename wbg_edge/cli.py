@@ -125,7 +125,7 @@ def add_pipeline_options(p: argparse.ArgumentParser, with_output: bool = True) -
     g.add_argument("--background", type=_background, metavar="BG",
                    help="transparent | colour name or #RRGGBB | blur[:k] | image file (default green)")
     g.add_argument("--overlap", "--threaded", dest="overlap", action=argparse.BooleanOptionalAction,
-                   default=None, help="overlap the depth of frame t+1 with the rest of frame t on a second thread")
+                   default=None, help="preprocess frame t+1 and finish frame t on helper threads while the models run")
     g.add_argument("--threads", type=_int_range(1, 1024), metavar="N",
                    help="ONNX Runtime threads per model (default: all cores)")
     g.add_argument("--patch-context", dest="patch_context", type=_int_range(0, 256, 2), metavar="C",
