@@ -460,3 +460,52 @@ def test_truncated_jpeg_in_a_folder_is_skipped_and_named(damaged, tmp_path):
         problems = src.stats.problems
     assert len(frames) == 2 and all(f.image.shape == (60, 80, 3) for f in frames)
     assert len(problems) == 1 and "skipped 2 unreadable image(s)" in problems[0] and "1-half.jpg" in problems[0]
+
+
+# ------------------------------------------------------------------ the command line: every subcommand
+
+@pytest.mark.parametrize("args, words", [
+    (["run", "-i", "synthetic://", "-o", "null", "--patch-context", "128"], "--patch-context: 128 is out of range"),
+    (["run", "-i", "synthetic://", "-o", "null", "--patch-size", "7"], "--patch-size: 7 is out of range"),
+    (["run", "-i", "synthetic://", "-o", "null", "--threads", "0"], "--threads: 0 is out of range"),
+    (["run", "-i", "synthetic://", "-o", "null", "--depth-every", "0"], "--depth-every: 0 is out of range"),
+    (["run", "-i", "synthetic://", "-o", "null", "--depth-motion", "2"], "--depth-motion: 2 is out of range"),
+    (["run", "-i", "synthetic://", "-o", "null", "--background", "#12345"], "a colour must be #RRGGBB"),
+    (["run", "-i", "synthetic://", "-o", "null", "--background", "/no/bg.png"], "'/no/bg.png' is not"),
+    (["run", "-i", "synthetic://", "-o", "null", "--mode", "xyz"], "invalid choice: 'xyz'"),
+    (["run", "-i", "synthetic://?size=0x0", "-o", "null"], "synthetic clip needs width, height >= 16"),
+    (["run", "-i", "synthetic://", "-o", "null", "--model-res", "abc"], "--model-res"),
+    (["bench", "--bogus"], "unrecognized arguments: --bogus"),
+    (["bench", "--warmup", "-1"], "--warmup: -1 is out of range"),
+    (["bench", "--compare", "nonsense"], "--compare: unknown option 'nonsense'"),
+    (["bench", "-i", "/no/such.mp4"], "/no/such.mp4: no such file"),
+    (["batch", "x.mp4", "-o", "out", "--bogus"], "unrecognized arguments: --bogus"),
+    (["batch", "x.mp4", "-o", "out", "--workers", "0"], "--workers must be at least 1, got 0"),
+    (["batch", "x.mp4", "-o", "out", "--format", "xyz"], "--format: invalid choice: 'xyz'"),
+    (["batch", "x.mp4", "-o", "out", "--chunk-frames", "-1"], "--chunk-frames and --chunk-overlap must be >= 0"),
+    (["batch", "x.mp4", "-o", "out", "--model-res", "50"], "--model-res: 50 is out of range"),
+    (["batch", "-o", "out"], "required: INPUT"),
+    (["batch", "x.mp4"], "required: -o/--outdir"),
+    (["demo", "--bogus"], "unrecognized arguments: --bogus"),
+    (["demo", "--frames", "0"], "--frames: 0 is out of range"),
+    (["demo", "--model-res", "7"], "--model-res: 7 is out of range"),
+])
+def test_cli_bad_arguments_are_one_line(tmp_path, monkeypatch, capsys, args, words):
+    from wbg_edge.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc in (1, 2)
+    one_line(err.strip(), words)
+    assert [p.name for p in tmp_path.iterdir()] in ([], ["out"])  # (batch takes its lock before checking)
+
+
+def test_cli_batch_missing_input_names_it(tmp_path, capsys):
+    from wbg_edge.cli import main
+
+    rc = main(["batch", str(tmp_path / "gone.mp4"), "-o", str(tmp_path / "out"), *CLI_FAST])
+    cap = capsys.readouterr()
+    assert rc == 1 and "Traceback" not in cap.err
+    assert [ln for ln in cap.err.splitlines() if "gone.mp4: no such file" in ln]
+    assert not (tmp_path / "out" / "gone.mp4").exists()

@@ -128,7 +128,7 @@ def add_pipeline_options(p: argparse.ArgumentParser, with_output: bool = True) -
                    default=None, help="preprocess frame t+1 and finish frame t on helper threads while the models run")
     g.add_argument("--threads", type=_int_range(1, 1024), metavar="N",
                    help="ONNX Runtime threads per model (default: all cores)")
-    g.add_argument("--patch-context", dest="patch_context", type=_int_range(0, 256, 2), metavar="C",
+    g.add_argument("--patch-context", dest="patch_context", type=_int_range(0, 64, 2), metavar="C",
                    help="refine pixels of context around each patch (even; default: what the bundle asks for)")
     g.add_argument("--spin", action=argparse.BooleanOptionalAction, default=None,
                    help="ONNX Runtime threads spin between runs (lower latency on an idle machine)")
