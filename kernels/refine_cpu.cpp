@@ -471,30 +471,43 @@ int pack(const wbg_pack_args& a, int n_threads) {
 int finish(const wbg_finish_args& f, int n_threads) {
     const bool full = f.n_patches == 0;
     const int32_t hr = f.refine_h, wr = f.refine_w;
-    // Patch mode: build the refined grid first (NaN = not covered; later patches overwrite earlier ones).
-    std::vector<float> grid;
+    // Patch mode: build the refined grid first (NaN = not covered; later patches overwrite earlier ones), in
+    // parallel over refine rows. Rows no patch touches are never written nor read (their cover is 0).
+    std::unique_ptr<float[]> grid;
     std::vector<uint8_t> cover;
     if (!full) {
         const int32_t p = f.patch_size;
-        std::vector<float> tmp((size_t)p);
-        grid.assign((size_t)hr * wr, wbg::nan_value());
-        for (int32_t k = 0; k < f.n_patches; ++k) {
-            const int32_t y = f.patches[2 * k], x = f.patches[2 * k + 1];
-            for (int32_t r = 0; r < p; ++r) {
-                float* dst = grid.data() + (int64_t)(y + r) * wr + x;
-                get(f.packed, f.packed_dtype, ((int64_t)k * 5 + 4) * p * p + (int64_t)r * p, dst, p);
-                get(f.delta, f.delta_dtype, (int64_t)k * p * p + (int64_t)r * p, tmp.data(), p);
-                rows::add_clamp(dst, tmp.data(), dst, p);
+        // the patches over each refine row, in patch order (counting sort: a CSR list per row)
+        std::vector<int32_t> start((size_t)hr + 1, 0), list((size_t)f.n_patches * p);
+        for (int32_t k = 0; k < f.n_patches; ++k)
+            for (int32_t r = 0; r < p; ++r) ++start[(size_t)(f.patches[2 * k] + r) + 1];
+        for (int32_t y = 0; y < hr; ++y) start[(size_t)y + 1] += start[(size_t)y];
+        std::vector<int32_t> fill(start.begin(), start.end() - 1);
+        for (int32_t k = 0; k < f.n_patches; ++k)
+            for (int32_t r = 0; r < p; ++r) list[(size_t)fill[(size_t)(f.patches[2 * k] + r)]++] = k;
+        grid.reset(new (std::nothrow) float[(size_t)hr * wr]);
+        if (!grid) return WBG_ERR_ALLOC;
+        cover.assign((size_t)hr, 0);  // per refine row: 0 = no refined cell, 1 = some, 2 = all
+        const int status = parallel_rows(hr, (int64_t)wr, n_threads, [&](int64_t begin, int64_t end) {
+            std::vector<float> tmp((size_t)p);
+            for (int64_t y = begin; y < end; ++y) {
+                const int32_t b = start[(size_t)y], e = start[(size_t)y + 1];
+                if (b == e) continue;
+                float* g = grid.get() + y * wr;
+                std::fill(g, g + wr, wbg::nan_value());
+                for (int32_t i = b; i < e; ++i) {
+                    const int32_t k = list[(size_t)i], r = (int32_t)y - f.patches[2 * k];
+                    float* dst = g + f.patches[2 * k + 1];
+                    get(f.packed, f.packed_dtype, ((int64_t)k * 5 + 4) * p * p + (int64_t)r * p, dst, p);
+                    get(f.delta, f.delta_dtype, (int64_t)k * p * p + (int64_t)r * p, tmp.data(), p);
+                    rows::add_clamp(dst, tmp.data(), dst, p);
+                }
+                int32_t n_ok = 0;
+                for (int32_t x = 0; x < wr; ++x) n_ok += g[x] == g[x];
+                cover[(size_t)y] = (uint8_t)(n_ok == 0 ? 0 : (n_ok == wr ? 2 : 1));
             }
-        }
-        // per refine row: 0 = no refined cell, 1 = some, 2 = all
-        cover.resize((size_t)hr);
-        for (int32_t y = 0; y < hr; ++y) {
-            const float* g = grid.data() + (int64_t)y * wr;
-            int32_t n_ok = 0;
-            for (int32_t x = 0; x < wr; ++x) n_ok += g[x] == g[x];
-            cover[(size_t)y] = (uint8_t)(n_ok == 0 ? 0 : (n_ok == wr ? 2 : 1));
-        }
+        });
+        if (status != WBG_OK) return status;
     }
     const Taps ty = taps(hr, f.height), tx = taps(wr, f.width);
     Taps cy, cx;
@@ -523,7 +536,7 @@ int finish(const wbg_finish_args& f, int n_threads) {
                 rows::add_clamp(src.data(), tmp.data(), src.data(), wr);
                 row = src.data();
             } else {
-                row = grid.data() + (int64_t)y * wr;
+                row = grid.get() + (int64_t)y * wr;
             }
             rows::hlerp_widen(row, wr, tx.i0.data(), tx.i1.data(), tx.w.data(), dst.data(), w);
             have = y;
