@@ -479,6 +479,7 @@ def test_truncated_jpeg_in_a_folder_is_skipped_and_named(damaged, tmp_path):
     (["bench", "--warmup", "-1"], "--warmup: -1 is out of range"),
     (["bench", "--compare", "nonsense"], "--compare: unknown option 'nonsense'"),
     (["bench", "-i", "/no/such.mp4"], "/no/such.mp4: no such file"),
+    (["bench", "--json", "/no/dir/b.json"], "--json /no/dir/b.json: the folder /no/dir does not exist"),
     (["batch", "x.mp4", "-o", "out", "--bogus"], "unrecognized arguments: --bogus"),
     (["batch", "x.mp4", "-o", "out", "--workers", "0"], "--workers must be at least 1, got 0"),
     (["batch", "x.mp4", "-o", "out", "--format", "xyz"], "--format: invalid choice: 'xyz'"),

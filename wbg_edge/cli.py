@@ -307,6 +307,8 @@ def cmd_bench(args) -> int:
     from .sources import from_frames
     from .stream import bench_stream
 
+    if args.json and not Path(args.json).resolve().parent.is_dir():  # say so before a long run, not after it
+        raise CliError(f"--json {args.json}: the folder {Path(args.json).resolve().parent} does not exist")
     budget = None if args.frames is not None else args.max_seconds or None
     args.frames = args.frames or 100
     frames = _load_frames(args.input, min(args.frames, args.keep))
