@@ -19,7 +19,7 @@ from wbg_edge import gpu
 from wbg_edge.backends import BackendOptions, choose_backend
 from wbg_edge.backends import cuda_memory as cm
 from wbg_edge.backends import tensorrt as trt_backend
-from wbg_edge.bundle import Artifact, Bundle, load_bundle, sha256_file, write_bundle
+from wbg_edge.bundle import Artifact, Bundle, BundleError, load_bundle, sha256_file, write_bundle
 from wbg_edge.pipeline import Pipeline, PipelineConfig
 
 DEVICE = gpu.GpuInfo(0, "Fake GPU", (8, 9))
@@ -237,6 +237,37 @@ def test_engine_for_another_gpu_or_version_is_refused(host, tmp_path):
     b2 = engine_bundle(tmp_path / "g", gpu_name="Jetson Orin")
     with pytest.raises(ValueError, match="built on Jetson Orin, this GPU is Fake GPU"):
         Pipeline(PipelineConfig(bundle=str(b2.root), backend="trt"))
+
+
+def test_changed_engine_is_refused_before_deserializing(host, tmp_path, monkeypatch):
+    b = engine_bundle(tmp_path / "h")
+    art = b.find("refiner", "engine")
+    (b.root / art.file).write_text((b.root / art.file).read_text().replace('"max_batch": 4096', '"max_batch": 4097'))
+    deserialized, init = [], FakeEngine.__init__
+
+    def record(self, spec, mem):
+        deserialized.append(spec["kind"])
+        init(self, spec, mem)
+
+    monkeypatch.setattr(FakeEngine, "__init__", record)
+    with pytest.raises(BundleError, match=r"refiner\.engine: SHA-256 .* does not match the manifest") as e:
+        Pipeline(PipelineConfig(bundle=str(b.root), backend="trt"))
+    assert "\n" not in str(e.value) and "refiner" not in deserialized  # refused on its hash, not given to TensorRT
+
+
+def test_engine_with_the_wrong_contract_is_refused_at_load(host, tmp_path):
+    """An engine whose input has 4 channels where the refiner contract needs 5 (and a manifest edited to
+    match its new hash): one line at load, not a shape error mid-stream."""
+    b = engine_bundle(tmp_path / "c")
+    art = b.find("refiner", "engine")
+    spec = json.loads((b.root / art.file).read_text())
+    (b.root / art.file).write_text(json.dumps(dict(spec, cin=4)))
+    m = json.loads((b.root / "manifest.json").read_text())
+    next(a for a in m["artifacts"] if a["file"] == art.file)["sha256"] = sha256_file(b.root / art.file)
+    (b.root / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match=r"refiner\.engine: input 'input' has 4 channels .* needs 5") as e:
+        Pipeline(PipelineConfig(bundle=str(b.root), backend="trt"))
+    assert "\n" not in str(e.value) and host.bufs == {}  # nothing left allocated on the device
 
 
 @pytest.mark.parametrize("patches", [True, False])
