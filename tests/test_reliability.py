@@ -2,6 +2,7 @@
 traceback, never a half-run; real ONNX Runtime sessions, real files written and read back."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -510,3 +511,33 @@ def test_cli_batch_missing_input_names_it(tmp_path, capsys):
     assert rc == 1 and "Traceback" not in cap.err
     assert [ln for ln in cap.err.splitlines() if "gone.mp4: no such file" in ln]
     assert not (tmp_path / "out" / "gone.mp4").exists()
+
+
+# ------------------------------------------------------------------ security: no unsafe loads, no shell strings
+
+def _unsafe_calls(tree: ast.AST) -> list[tuple[int, str]]:
+    """Calls that run a shell on a string or unpickle: what no path of ours may do with user files."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = ast.unparse(node.func)
+        kw = {k.arg: ast.unparse(k.value) for k in node.keywords}
+        if kw.get("shell") == "True" or name in ("os.system", "os.popen", "eval", "exec", "pickle.load",
+                                                  "pickle.loads", "torch.jit.load", "commands.getoutput"):
+            found.append((node.lineno, name))
+        elif name.endswith("torch.load") and kw.get("weights_only") != "True":
+            found.append((node.lineno, f"{name} without weights_only=True"))
+        elif name.endswith(("np.load", "numpy.load")) and kw.get("allow_pickle") == "True":
+            found.append((node.lineno, f"{name}(allow_pickle=True)"))
+    return found
+
+
+def test_no_shell_strings_or_pickle_loads_in_the_tree():
+    bad = []
+    for folder in ("wbg_edge", "export", "training", "bench", "kernels"):
+        for f in sorted((ROOT / folder).rglob("*.py")):
+            bad += [f"{f.relative_to(ROOT)}:{line}: {what}" for line, what in _unsafe_calls(ast.parse(f.read_text()))]
+    assert not bad, bad
+    planted = ast.parse("import torch, subprocess\ntorch.load(p)\nsubprocess.run(c, shell=True)\n")
+    assert len(_unsafe_calls(planted)) == 2  # the scan itself can see them
