@@ -541,3 +541,32 @@ def test_no_shell_strings_or_pickle_loads_in_the_tree():
     assert not bad, bad
     planted = ast.parse("import torch, subprocess\ntorch.load(p)\nsubprocess.run(c, shell=True)\n")
     assert len(_unsafe_calls(planted)) == 2  # the scan itself can see them
+
+
+# ------------------------------------------------------------------ faults end to end: a model that returns NaN
+
+def test_nan_frames_mid_stream_lose_nothing_and_are_reported_once(tmp_path, capfd):
+    """`wbg-edge run` over 30 frames, every 5th so dark that the toy matting model returns NaN: all 30
+    frames are written (6 with the previous alpha), one warning line says how many."""
+    from test_pipeline import disc_frame
+
+    from wbg_edge.cli import main
+
+    root = make_bundle(tmp_path / "nan", coarse="nan")
+    frames = tmp_path / "in"
+    frames.mkdir()
+    for i in range(30):
+        img = np.full((96, 128, 3), 3, np.uint8) if i % 5 == 4 else disc_frame(96, 128, cx=40 + 2 * i)
+        cv2.imwrite(str(frames / f"{i:03d}.png"), img)
+    with pytest.warns(RuntimeWarning) as caught:
+        rc = main(["run", "-i", str(frames), "-o", str(tmp_path / "out") + "/", "--bundle", str(root), "--mode",
+                   "alpha", *CLI_FAST])
+    err = capfd.readouterr().err
+    assert rc == 0, err
+    written = sorted((tmp_path / "out").glob("*.png"))
+    assert len(written) == 30
+    assert len([w for w in caught if "NaN/Inf" in str(w.message)]) == 1  # warned once, when it first happens
+    summary = [ln for ln in err.splitlines() if "NaN/Inf" in ln]
+    assert len(summary) == 1 and "on 6 frames" in summary[0], err  # and counted at the end
+    a3, a4 = (cv2.imread(str(written[i]), cv2.IMREAD_UNCHANGED) for i in (3, 4))
+    assert np.array_equal(a3, a4)  # the NaN frame kept the alpha of the frame before it
