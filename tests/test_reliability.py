@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from onnx import helper
-from test_pipeline import _save, make_bundle
+from test_pipeline import _const, _save, _slice, disc_frame, make_bundle
 
 from wbg_edge.bundle import BundleError, sha256_file
 from wbg_edge.pipeline import Pipeline, PipelineConfig
@@ -548,8 +548,6 @@ def test_no_shell_strings_or_pickle_loads_in_the_tree():
 def test_nan_frames_mid_stream_lose_nothing_and_are_reported_once(tmp_path, capfd):
     """`wbg-edge run` over 30 frames, every 5th so dark that the toy matting model returns NaN: all 30
     frames are written (6 with the previous alpha), one warning line says how many."""
-    from test_pipeline import disc_frame
-
     from wbg_edge.cli import main
 
     root = make_bundle(tmp_path / "nan", coarse="nan")
@@ -570,3 +568,19 @@ def test_nan_frames_mid_stream_lose_nothing_and_are_reported_once(tmp_path, capf
     assert len(summary) == 1 and "on 6 frames" in summary[0], err  # and counted at the end
     a3, a4 = (cv2.imread(str(written[i]), cv2.IMREAD_UNCHANGED) for i in (3, 4))
     assert np.array_equal(a3, a4)  # the NaN frame kept the alpha of the frame before it
+
+
+def test_inf_from_the_refiner_passes_frames_through(tmp_path):
+    """The refiner stage, not only the coarse one, is checked: delta = 1 / (0 * a) is +Inf everywhere."""
+    root = make_bundle(tmp_path / "inf")
+    nodes = _slice("input", "a", 4) + [_const("k0", 0.0), _const("k1", 1.0),
+                                    helper.make_node("Mul", ["a", "k0"], ["z"]),
+                                    helper.make_node("Div", ["k1", "z"], ["delta"])]
+    _save(root / "refiner.onnx", nodes, "input", ["N", 5, "H", "W"], "delta", ["N", 1, "H", "W"])
+    rehash(root, "refiner.onnx")
+    p = open_pipeline(root)
+    frame = disc_frame(96, 128)
+    with pytest.warns(RuntimeWarning, match="NaN/Inf"):
+        mattes = [p.process(frame).copy() for _ in range(3)]
+    assert all(m.passthrough for m in mattes) and p.nonfinite_frames == 3
+    assert all((m.alpha == 1).all() and np.array_equal(m.composite, frame) for m in mattes)  # nothing cut away
