@@ -468,6 +468,30 @@ int pack(const wbg_pack_args& a, int n_threads) {
     });
 }
 
+// The model input: R, G, B planes (/255) of the frame resampled to out_h x out_w, exactly as pack samples it.
+int frame_planes(const uint8_t* frame, int32_t height, int32_t width, void* out, int32_t out_h, int32_t out_w,
+                 int32_t out_dtype, int n_threads) {
+    const Taps fy = taps(height, out_h), fx = taps(width, out_w, 3);
+    const int64_t plane = (int64_t)out_h * out_w;
+    return parallel_rows(out_h, (int64_t)out_w * 4, n_threads, [&](int64_t begin, int64_t end) {
+        const bool direct = out_dtype == WBG_F32;
+        std::vector<float> buf(direct ? 0 : (size_t)out_w * 3), vf((size_t)width * 3);
+        const int32_t lo = fx.i0[0], hi = fx.i1[(size_t)out_w - 1] + 3;
+        for (int64_t y = begin; y < end; ++y) {
+            float* planes[3];
+            for (int32_t c = 0; c < 3; ++c)
+                planes[c] = direct ? (float*)out + c * plane + y * out_w : buf.data() + (size_t)c * out_w;
+            rows::vlerp_u8(frame + (int64_t)fy.i0[(size_t)y] * width * 3 + lo,
+                           frame + (int64_t)fy.i1[(size_t)y] * width * 3 + lo, fy.w[(size_t)y], vf.data() + lo,
+                           hi - lo);
+            rows::hlerp_bgr(vf.data(), fx.i0.data(), fx.i1.data(), fx.w.data(), 1.f / 255.f, planes[0], planes[1],
+                            planes[2], out_w);
+            if (!direct)
+                for (int32_t c = 0; c < 3; ++c) put(out, out_dtype, c * plane + y * out_w, planes[c], out_w);
+        }
+    });
+}
+
 int finish(const wbg_finish_args& f, int n_threads) {
     const bool full = f.n_patches == 0;
     const int32_t hr = f.refine_h, wr = f.refine_w;
@@ -631,6 +655,20 @@ int wbg_refine_finish_cpu(const wbg_finish_args* args, int n_threads) {
     if (s != WBG_OK) return s;
     try {
         return finish(*args, n_threads);
+    } catch (const std::bad_alloc&) {
+        return WBG_ERR_ALLOC;
+    } catch (...) {
+        return WBG_ERR_ARG;
+    }
+}
+
+int wbg_frame_planes_cpu(const uint8_t* frame, int32_t height, int32_t width, void* out, int32_t out_h,
+                         int32_t out_w, int32_t out_dtype, int n_threads) {
+    if (!frame || !out) return WBG_ERR_NULL;
+    if (height < 1 || width < 1 || out_h < 1 || out_w < 1) return WBG_ERR_SIZE;
+    if (out_dtype != WBG_F32 && out_dtype != WBG_F16) return WBG_ERR_ARG;
+    try {
+        return frame_planes(frame, height, width, out, out_h, out_w, out_dtype, n_threads);
     } catch (const std::bad_alloc&) {
         return WBG_ERR_ALLOC;
     } catch (...) {

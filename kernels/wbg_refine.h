@@ -26,7 +26,7 @@ extern "C" {
 #define WBG_API __attribute__((visibility("default")))
 #endif
 
-#define WBG_REFINE_ABI_VERSION 1
+#define WBG_REFINE_ABI_VERSION 2
 
 enum wbg_status {
     WBG_OK = 0,
@@ -83,6 +83,10 @@ WBG_API const char* wbg_refine_status_string(int status);
 
 WBG_API int wbg_refine_pack_cpu(const wbg_pack_args* args, int n_threads);
 WBG_API int wbg_refine_finish_cpu(const wbg_finish_args* args, int n_threads);
+/* frame_planes: the R, G, B planes (/255) of a BGR frame bilinearly resampled to out_h x out_w (the sampling of
+ * refine_pack), written to out (3 x out_h x out_w, float32 or float16): the models' input without a u8 detour. */
+WBG_API int wbg_frame_planes_cpu(const uint8_t* frame, int32_t height, int32_t width, void* out, int32_t out_h,
+                                 int32_t out_w, int32_t out_dtype, int n_threads);
 
 WBG_API size_t wbg_refine_finish_workspace_bytes(int32_t refine_h, int32_t refine_w);
 WBG_API int wbg_refine_cuda_device_count(void);

@@ -79,6 +79,31 @@ def test_pack_matches_reference_and_torch(frame, refine, model, depth, seed):
 
 
 @SETTINGS
+@given(frame=sizes, out=sizes, seed=st.integers(0, 2**16))
+def test_frame_planes_are_packs_rgb_planes(frame, out, seed):
+    # The models' input is sampled exactly as the pack samples the frame: equal to its R, G, B planes.
+    f = np.random.default_rng(seed).integers(0, 256, (*frame, 3), dtype=np.uint8)
+    planes = np.empty((3, *out), np.float32)
+    native.frame_planes(f, planes)
+    packed = np.empty((1, 5, *out), np.float32)
+    native.refine_pack(f, None, np.zeros((2, 2), np.float32), packed)
+    assert np.array_equal(planes, packed[0, :3])
+    assert np.abs(planes - ref.frame_planes(f, *out)).max() <= 1e-5
+    assert np.abs(planes - torch_resize(f[..., ::-1] / np.float32(255), *out).transpose(2, 0, 1)).max() <= 1e-5
+    half = np.empty((3, *out), np.float16)
+    native.frame_planes(f, half)
+    assert np.array_equal(half, planes.astype(np.float16))
+
+
+@pytest.mark.parametrize("out, words", [(np.empty((4, 8, 8), np.float32), "(3, h, w)"),
+                                        (np.empty((3, 8, 8), np.float64), "float32 or float16"),
+                                        (np.empty((3, 8, 16), np.float32)[:, :, ::2], "C-contiguous")])
+def test_frame_planes_rejects_bad_outputs(out, words):
+    with pytest.raises((ValueError, TypeError), match=words.replace("(", r"\(").replace(")", r"\)")):
+        native.frame_planes(np.zeros((4, 4, 3), np.uint8), out)
+
+
+@SETTINGS
 @given(frame=sizes, refine=sizes, model=st.tuples(side, side), mode=st.sampled_from(MODES),
        smooth=st.sampled_from([None, 0.0, 0.3, 1.0]), colour=st.booleans(), seed=st.integers(0, 2**16))
 def test_finish_matches_reference_and_torch(frame, refine, model, mode, smooth, colour, seed):

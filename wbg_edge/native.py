@@ -28,7 +28,7 @@ __all__ = ["refine_pack", "refine_finish", "native_backend", "cuda_refine_pack",
 MODES = ref.MODES
 _MODE_CODE = {None: 0, "alpha": 1, "rgba": 2, "composite": 3}
 _DTYPE_CODE = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
-_ABI_VERSION = 1
+_ABI_VERSION = 2
 _MAX_DIM = 1 << 20  # keeps every index product well inside int64 and every single dimension inside int32
 
 _STATUS = {1: "null pointer", 2: "bad size", 3: "patch outside the refine grid", 4: "bad argument",
@@ -104,6 +104,10 @@ def _bind(lib: ctypes.CDLL, suffix: str) -> ctypes.CDLL:
         fn = getattr(lib, f"wbg_refine_{name}_{suffix}")
         fn.argtypes = [ctypes.POINTER(argtype), ctypes.c_void_p if suffix == "cuda" else ctypes.c_int]
         fn.restype = ctypes.c_int
+    if suffix == "cpu":
+        lib.wbg_frame_planes_cpu.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p,
+                                             ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, ctypes.c_int]
+        lib.wbg_frame_planes_cpu.restype = ctypes.c_int
     lib.wbg_refine_abi_version.restype = ctypes.c_int
     lib.wbg_refine_abi_version.argtypes = []
     if lib.wbg_refine_abi_version() != _ABI_VERSION:
@@ -261,6 +265,21 @@ def refine_pack(frame: np.ndarray, depth: np.ndarray | None, alpha_coarse: np.nd
                      _ptr(alpha_coarse), *alpha_coarse.shape, grid[0], grid[1],
                      _ptr(patches), n, p, _ptr(out), _DTYPE_CODE[out.dtype])
     _check_status(lib.wbg_refine_pack_cpu(ctypes.byref(args), _threads()), "refine_pack")
+
+
+def frame_planes(frame: np.ndarray, out: np.ndarray) -> None:
+    """The R, G, B planes (/255) of frame (u8 H x W x 3 BGR) bilinearly resampled to out's size, written to out
+    (float32/float16 (3, h, w), C-contiguous): a model input in one pass, sampled exactly as refine_pack samples."""
+    h, w = _check_frame(frame)
+    _array("out", out, [np.float32, np.float16], 3, writeable=True)
+    if out.shape[0] != 3:
+        raise ValueError(f"out must be (3, h, w), got shape {out.shape}")
+    lib = _cpu_lib()
+    if lib is None:
+        out[...] = ref.frame_planes(frame, out.shape[1], out.shape[2])
+        return
+    _check_status(lib.wbg_frame_planes_cpu(_ptr(frame), h, w, _ptr(out), out.shape[1], out.shape[2],
+                                           _DTYPE_CODE[out.dtype], _threads()), "frame_planes")
 
 
 def refine_finish(packed: np.ndarray, delta: np.ndarray, frame: np.ndarray, out_alpha: np.ndarray | None,

@@ -87,6 +87,11 @@ def pack(frame: np.ndarray, depth: np.ndarray | None, alpha_coarse: np.ndarray, 
     return np.stack(out).astype(F32)
 
 
+def frame_planes(frame: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """(3, out_h, out_w) R, G, B (/255) float32: the frame sampled as pack samples it."""
+    return np.ascontiguousarray((resize(frame, out_h, out_w)[..., ::-1] * INV255).transpose(2, 0, 1)).astype(F32)
+
+
 def refined_grid(packed: np.ndarray, delta: np.ndarray, refine_size: tuple[int, int],
                  patches: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """clamp(alpha_coarse + delta, 0, 1) on the refine grid, and the mask of refined cells."""

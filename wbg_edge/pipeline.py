@@ -176,9 +176,9 @@ def _alpha2d(coarse: np.ndarray) -> np.ndarray:
     return coarse.reshape(hw) if len(hw) == 2 else coarse.reshape(coarse.shape[-2:])
 
 
-def _planes(src: np.ndarray, dst: np.ndarray) -> None:
-    """u8 (h, w, 3) BGR -> float32 (3, h, w) RGB in [0, 1], written into dst."""
-    np.multiply(src.transpose(2, 0, 1)[::-1], INV255, out=dst)
+def _rows2d(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous array as 2-D rows (what cv2.norm takes)."""
+    return a.reshape(-1, a.shape[-1])
 
 
 class _Model:
@@ -238,11 +238,9 @@ class _Slot:
     geom: Geometry | None = None
     frame: np.ndarray | None = None       # the BGR frame (a view of the caller's, or our copy)
     frame_buf: np.ndarray | None = None   # our copy when overlapping (callers may reuse their buffer)
-    small: np.ndarray | None = None       # u8 (Hm, Wm, 3)
     model_in: np.ndarray | None = None    # float32 (1, 4, Hm, Wm) R,G,B,D (rgbd contract)
     coarse_small: np.ndarray | None = None  # u8 at the rgb contract's fixed size
     coarse_in: np.ndarray | None = None   # rgb contract input (NCHW or NHWC)
-    depth_small: np.ndarray | None = None
     depth_in: np.ndarray | None = None
     depth: np.ndarray | None = None       # normalised D (float32 2-D) or None when depth is off
     bad: bool = False                     # a model returned NaN / Inf for this frame
@@ -479,12 +477,10 @@ class Pipeline:
         for i, slot in enumerate(slots):
             slot.geom = g
             slot.frame_buf = np.empty((*g.frame, 3), np.uint8) if copy else None
-            slot.small = np.empty((hm, wm, 3), np.uint8)
             slot.model_in = model_in[i:i + 1] if model_in is not None else None
             slot.coarse_in = coarse_in[i:i + 1] if coarse_in is not None else None
             slot.coarse_small = np.empty((*g.coarse, 3), np.uint8) if coarse_in is not None else None
             slot.depth_in = depth_in[i:i + 1] if depth_in is not None else None
-            slot.depth_small = np.empty((*g.depth, 3), np.uint8) if depth_in is not None else None
             slot.depth = None
         return _Group(g, slots, model_in, coarse_in, depth_in)
 
@@ -514,29 +510,32 @@ class Pipeline:
             np.copyto(slot.frame_buf, bgr)
             bgr = slot.frame_buf
         slot.frame, slot.bad = bgr, False
-        hm, wm = g.model
-        cv2.resize(bgr, (wm, hm), dst=slot.small, interpolation=cv2.INTER_LINEAR)
+        # Model inputs straight from the frame in one pass each (the fused op's sampling), no u8 detour.
         if slot.model_in is not None:
-            _planes(slot.small, slot.model_in[0, :3])
-        else:
+            native.frame_planes(bgr, slot.model_in[0, :3])
+        elif self.coarse_layout == "NHWC":
             hf, wf = g.coarse
             cv2.resize(bgr, (wf, hf), dst=slot.coarse_small, interpolation=cv2.INTER_LINEAR)
-            if self.coarse_layout == "NHWC":
-                np.multiply(slot.coarse_small[:, :, ::-1], INV255, out=slot.coarse_in[0])
+            np.multiply(slot.coarse_small[:, :, ::-1], INV255, out=slot.coarse_in[0])
+        else:
+            native.frame_planes(bgr, slot.coarse_in[0])
+        if slot.depth_in is not None:
+            if slot.model_in is not None and slot.model_in.dtype == slot.depth_in.dtype == np.float32:
+                # depth at half the model resolution: a 2x2 mean of the model planes (less aliasing)
+                hd, wd = g.depth
+                for c in range(3):
+                    cv2.resize(slot.model_in[0, c], (wd, hd), dst=slot.depth_in[0, c], interpolation=cv2.INTER_LINEAR)
             else:
-                _planes(slot.coarse_small, slot.coarse_in[0])
+                native.frame_planes(bgr, slot.depth_in[0])
         slot.timings = {"preprocess": (time.perf_counter() - t0) * 1e3, "depth": 0.0, "normalise": 0.0}
 
     def _depth(self, slot: _Slot, g: Geometry, tm: dict) -> None:
         t0 = time.perf_counter()
-        if slot.depth_in is not None:
-            hd, wd = g.depth
-            cv2.resize(slot.small, (wd, hd), dst=slot.depth_small, interpolation=cv2.INTER_LINEAR)
         reuse = False
         if self.config.depth_every > 1 and self._depth_cache is not None \
                 and self._depth_age < self.config.depth_every - 1:
-            ref = slot.depth_small if slot.depth_small is not None else slot.small
-            motion = cv2.norm(ref, self._depth_ref, cv2.NORM_L1) / (ref.size * 255.0)
+            ref = self._depth_planes(slot)
+            motion = cv2.norm(_rows2d(ref), _rows2d(self._depth_ref), cv2.NORM_L1) / ref.size
             reuse = motion <= self.config.depth_motion
         if reuse:
             self._depth_age += 1
@@ -549,10 +548,10 @@ class Pipeline:
             self._use_depth(slot, g, self._normalise(slot, g, raw))
         tm["normalise"] = (time.perf_counter() - t0) * 1e3 - tm["depth"]  # resize, motion test, min-max, copies
 
-    def _depth_planes(self, slot: _Slot) -> np.ndarray:
-        """The depth model's input for this slot (its depth_small resized already)."""
+    @staticmethod
+    def _depth_planes(slot: _Slot) -> np.ndarray:
+        """The depth model's input for this slot (made by _prepare)."""
         if slot.depth_in is not None:
-            _planes(slot.depth_small, slot.depth_in[0])
             return slot.depth_in
         return slot.model_in[:, :3]  # same resolution: the matting input's RGB planes are the depth input
 
@@ -570,7 +569,7 @@ class Pipeline:
         np.multiply(d, np.float32(1.0 / (mx - mn + EPS)), out=d)
         self._depth_cache_geom = g
         if self.config.depth_every > 1:
-            ref = slot.depth_small if slot.depth_small is not None else slot.small
+            ref = self._depth_planes(slot)
             if self._depth_ref is None or self._depth_ref.shape != ref.shape:
                 self._depth_ref = np.empty_like(ref)
             np.copyto(self._depth_ref, ref)
@@ -826,11 +825,6 @@ class Pipeline:
         """Depth of N frames in one call (or chunks the model accepts), normalised frame by frame in order."""
         n, g = len(slots), grp.geom
         t0 = time.perf_counter()
-        for slot in slots:
-            if slot.depth_in is not None:
-                hd, wd = g.depth
-                cv2.resize(slot.small, (wd, hd), dst=slot.depth_small, interpolation=cv2.INTER_LINEAR)
-            self._depth_planes(slot)
         x = grp.depth_in[:n] if grp.depth_in is not None else np.ascontiguousarray(grp.model_in[:n, :3])
         t1 = time.perf_counter()
         raw = self.depth_model.chunks(x)
