@@ -155,9 +155,9 @@ def feeds_for(cfg: BuildConfig, model: Model) -> list[dict[str, np.ndarray]]:
 
 def models_from_checkpoints(cfg: BuildConfig, folder: Path, step: Callable[[str], None]) -> list[Model]:
     models = []
-    for kind in KINDS:
+    ckpts = {kind: load_checkpoint(folder, kind) for kind in KINDS}  # a wrong one fails before minutes of export
+    for kind, ckpt in ckpts.items():
         step(f"{kind}: export ONNX")
-        ckpt = load_checkpoint(folder, kind)
         exp = export_onnx(ckpt.model, kind, OnnxOptions(opset=cfg.opset, exporter=cfg.exporter))
         levels = len(ckpt.config.widths) if kind != "refiner" else 1
         models.append(Model(name=kind, stage=ckpt.stage, contract=ckpt.contract, fp32=exp.model,
