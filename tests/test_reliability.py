@@ -584,3 +584,27 @@ def test_inf_from_the_refiner_passes_frames_through(tmp_path):
         mattes = [p.process(frame).copy() for _ in range(3)]
     assert all(m.passthrough for m in mattes) and p.nonfinite_frames == 3
     assert all((m.alpha == 1).all() and np.array_equal(m.composite, frame) for m in mattes)  # nothing cut away
+
+
+@pytest.mark.parametrize("cwd", ["elsewhere", "bundle"])
+def test_onnx_weights_from_an_unlisted_file_are_refused(tmp_path, monkeypatch, cwd):
+    """An .onnx whose weights live in a sibling external-data file: the manifest hashes only the .onnx,
+    so the runtime loads the verified bytes and such a model cannot pull the unhashed file in."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    root = make_bundle(tmp_path / "b")
+    w = numpy_helper.from_array(np.full((1, 5, 1, 1), 0.01, np.float32), "w")
+    g = helper.make_graph([helper.make_node("Conv", ["input", "w"], ["delta"])], "g",
+                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 5, "H", "W"])],
+                          [helper.make_tensor_value_info("delta", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+                          initializer=[w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 9
+    onnx.save(m, str(root / "refiner.onnx"), save_as_external_data=True, location="weights.bin", size_threshold=0)
+    assert (root / "weights.bin").is_file()
+    rehash(root, "refiner.onnx")
+    monkeypatch.chdir(root if cwd == "bundle" else tmp_path)  # (ORT looks for it beside a path-less model too)
+    with pytest.raises(RuntimeError) as e:
+        open_pipeline(root)
+    one_line(e, str(root / "refiner.onnx"), "ONNX Runtime could not load the model")

@@ -153,17 +153,24 @@ class Bundle:
 
     def verify(self, artifact: Artifact) -> Path:
         """Check the file exists and its SHA-256 matches the manifest; return its path."""
+        self.verified_bytes(artifact)
+        return self.path(artifact)
+
+    def verified_bytes(self, artifact: Artifact) -> bytes:
+        """The file's bytes once its SHA-256 matched the manifest: load these, not the path, so the bytes
+        checked are the bytes run (no swap between check and load, no unlisted external-data file)."""
         p = self.path(artifact)
         if not p.is_file():
             raise BundleError(f"{p}: listed in {self.root / 'manifest.json'} but missing")
         if not p.resolve().is_relative_to(self.root.resolve()):  # a symlink out of the folder
             raise BundleError(f"{p}: resolves to {p.resolve()}, outside the bundle folder {self.root}; "
                               f"artifacts must be files inside it")
-        digest = sha256_file(p)
+        data = p.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
         if digest != artifact.sha256:
             raise BundleError(f"{p}: SHA-256 {digest[:12]}... does not match the manifest "
                               f"({artifact.sha256[:12]}...); the file was changed or corrupted, re-export it")
-        return p
+        return data
 
     def to_dict(self) -> dict:
         d = {"schema": SCHEMA, "name": self.name, "model_res": self.model_res, "refine_res": self.refine_res,

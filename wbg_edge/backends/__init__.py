@@ -117,7 +117,7 @@ def open_backend(kind: str, bundle: Bundle, artifact: Artifact,
         if artifact.format != "onnx":
             raise BundleError(f"{bundle.path(artifact)}: ONNX Runtime needs an .onnx artifact, got {artifact.format}")
         from .onnxruntime import OrtBackend
-        backend = OrtBackend(bundle.verify(artifact), options)
+        backend = OrtBackend(bundle.path(artifact), options, data=bundle.verified_bytes(artifact))
     elif kind == "trt":
         if artifact.format != "engine":
             raise BundleError(f"{bundle.path(artifact)}: TensorRT needs an engine artifact, got {artifact.format}")

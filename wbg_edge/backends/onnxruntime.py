@@ -36,7 +36,10 @@ def _providers(wanted: tuple[str, ...], available: list[str]) -> list[str]:
 
 
 class OrtBackend:
-    def __init__(self, path: str | os.PathLike, options: BackendOptions = BackendOptions()):
+    def __init__(self, path: str | os.PathLike, options: BackendOptions = BackendOptions(),
+                 data: bytes | None = None):
+        """`data`: the model's bytes, already checked against the manifest (loaded instead of `path`, which
+        then only names it in messages; a model from bytes cannot pull in unlisted external-data files)."""
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -52,7 +55,8 @@ class OrtBackend:
         # TensorRT EP: FP16 kernels (the ONNX keeps FP32 I/O); no engine cache, so nothing is written to disk.
         providers = [(p, {"trt_fp16_enable": True}) if p == _PROVIDERS["tensorrt"] else p for p in providers]
         try:
-            self._session = ort.InferenceSession(str(self.path), so, providers=providers)
+            self._session = ort.InferenceSession(data if data is not None else str(self.path), so,
+                                                 providers=providers)
         except Exception as e:  # ORT raises its own exception types; keep it to one line
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise RuntimeError(f"{self.path}: ONNX Runtime could not load the model ({msg})") from None

@@ -102,7 +102,8 @@ def engine_mismatch(bundle: Bundle, artifact: Artifact, device: GpuInfo | None,
 class TensorRTBackend:
     """Runs one engine on host arrays: H2D copies, enqueue (or graph replay), D2H copies, one sync."""
 
-    def __init__(self, path: str | Path, module: str = "tensorrt", options: BackendOptions = BackendOptions()):
+    def __init__(self, path: str | Path, module: str = "tensorrt", options: BackendOptions = BackendOptions(),
+                 data: bytes | None = None):  # data: the engine bytes checked against the manifest
         self.path = Path(path)
         # Device check first: never create a TensorRT runtime without a CUDA device.
         self.device = require_cuda_device(f"TensorRT engine {self.path}", options.device)
@@ -119,7 +120,7 @@ class TensorRTBackend:
         self.name = f"trt-{module}"
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        self._engine = self._runtime.deserialize_cuda_engine(data if data is not None else self.path.read_bytes())
         if self._engine is None:
             raise BundleError(f"{self.path}: {module} {trt.__version__} could not deserialize the engine "
                               f"(built for another GPU or TensorRT version?); rebuild it with "
@@ -146,7 +147,7 @@ class TensorRTBackend:
         why = engine_mismatch(bundle, artifact, device)
         if why:
             raise BundleError(why)
-        return cls(bundle.verify(artifact), artifact.engine["module"], options)
+        return cls(bundle.path(artifact), artifact.engine["module"], options, data=bundle.verified_bytes(artifact))
 
     def inputs(self) -> dict[str, TensorSpec]:
         return dict(self._inputs)
