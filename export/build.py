@@ -182,9 +182,12 @@ def models_from_bundle(cfg: BuildConfig, folder: Path, step: Callable[[str], Non
         holder, art = found
         name = Path(art.file).name.removesuffix(".onnx").removesuffix(".fp32")
         step(f"{name}: read ONNX")
-        path = holder.verify(art)
-        try:
-            proto = check_and_infer(onnx.load(str(path)), f"{path}", strict=False)
+        path, data = holder.path(art), holder.verified_bytes(art)
+        try:  # the verified bytes, not the path: weights from an unlisted external-data file stay out
+            proto = onnx.load_model_from_string(data)
+            if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+                raise ValueError("weights in an external-data file the manifest does not list")
+            proto = check_and_infer(proto, f"{path}", strict=False)
         except Exception as e:  # a corrupt file must fail as one line naming it
             raise BuildError(f"{path}: not a valid ONNX model ({type(e).__name__}: {str(e).splitlines()[0]})"
                              ) from None

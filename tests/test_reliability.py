@@ -586,14 +586,11 @@ def test_inf_from_the_refiner_passes_frames_through(tmp_path):
     assert all((m.alpha == 1).all() and np.array_equal(m.composite, frame) for m in mattes)  # nothing cut away
 
 
-@pytest.mark.parametrize("cwd", ["elsewhere", "bundle"])
-def test_onnx_weights_from_an_unlisted_file_are_refused(tmp_path, monkeypatch, cwd):
-    """An .onnx whose weights live in a sibling external-data file: the manifest hashes only the .onnx,
-    so the runtime loads the verified bytes and such a model cannot pull the unhashed file in."""
+def _external_refiner(root: Path) -> None:
+    """A 1x1-conv refiner whose weights are saved beside it in weights.bin (hash of the .onnx updated)."""
     import onnx
     from onnx import TensorProto, numpy_helper
 
-    root = make_bundle(tmp_path / "b")
     w = numpy_helper.from_array(np.full((1, 5, 1, 1), 0.01, np.float32), "w")
     g = helper.make_graph([helper.make_node("Conv", ["input", "w"], ["delta"])], "g",
                           [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 5, "H", "W"])],
@@ -604,7 +601,28 @@ def test_onnx_weights_from_an_unlisted_file_are_refused(tmp_path, monkeypatch, c
     onnx.save(m, str(root / "refiner.onnx"), save_as_external_data=True, location="weights.bin", size_threshold=0)
     assert (root / "weights.bin").is_file()
     rehash(root, "refiner.onnx")
+
+
+@pytest.mark.parametrize("cwd", ["elsewhere", "bundle"])
+def test_onnx_weights_from_an_unlisted_file_are_refused(tmp_path, monkeypatch, cwd):
+    """An .onnx whose weights live in a sibling external-data file: the manifest hashes only the .onnx,
+    so the runtime loads the verified bytes and such a model cannot pull the unhashed file in."""
+    root = make_bundle(tmp_path / "b")
+    _external_refiner(root)
     monkeypatch.chdir(root if cwd == "bundle" else tmp_path)  # (ORT looks for it beside a path-less model too)
     with pytest.raises(RuntimeError) as e:
         open_pipeline(root)
     one_line(e, str(root / "refiner.onnx"), "ONNX Runtime could not load the model")
+
+
+def test_build_engine_refuses_external_data_from_a_source_bundle(tmp_path, capsys):
+    """`export.build_engine --checkpoints BUNDLE` reads the verified bytes too: an .onnx whose weights
+    sit in an unlisted file fails in one line, and no bundle is written."""
+    from export.build_engine import main as build_main
+
+    root = make_bundle(tmp_path / "b")
+    _external_refiner(root)
+    rc = build_main(["--checkpoints", str(root), "--onnx-only", "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and not (tmp_path / "o" / "manifest.json").exists()
+    one_line(err.splitlines()[-1], "refiner.onnx", "external-data file the manifest does not list")
