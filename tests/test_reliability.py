@@ -121,6 +121,8 @@ HAND_EDITS = {
     "unknown stage": (lambda m: _first(m).update(stage="segmentation"), "but stage 'segmentation'"),
     "unknown contract": (lambda m: _first(m).update(contract="rgba"), "unknown contract 'rgba'"),
     "unknown layout": (lambda m: _first(m).update(layout="CHWN"), "layout 'CHWN'"),
+    "NHWC for depth": (lambda m: _first(m).update(layout="NHWC"), "for contract 'rgb' only"),
+    "fixed_size for matting": (lambda m: m["artifacts"][1].update(fixed_size=[2, 3]), "for contract 'rgb' only"),
     "schema from the future": (lambda m: m.update(schema=2), "schema 2 is newer than this runtime"),
     "schema a string": (lambda m: m.update(schema="1"), "schema '1', expected 1"),
     "model_res a string": (lambda m: m.update(model_res="256"), "'model_res' has the wrong type"),
@@ -626,3 +628,71 @@ def test_build_engine_refuses_external_data_from_a_source_bundle(tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert rc == 1 and not (tmp_path / "o" / "manifest.json").exists()
     one_line(err.splitlines()[-1], "refiner.onnx", "external-data file the manifest does not list")
+
+
+# ------------------------------------------------------------------ fuzz hand-edited manifests
+
+JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 600), st.floats(allow_nan=True),
+                        st.text(max_size=6), st.lists(st.integers(-1, 5), max_size=5),
+                        st.dictionaries(st.text(max_size=4), st.integers(0, 3), max_size=2))
+
+
+@st.composite
+def manifest_edits(draw):
+    """A few random edits of a valid manifest: a field dropped or replaced by any JSON value, top level,
+    in an artifact entry, or inside its inputs / outputs / fixed_size."""
+    edits = []
+    for _ in range(draw(st.integers(1, 3))):
+        where = draw(st.sampled_from(["top", "artifact", "io"]))
+        key = draw(st.sampled_from({
+            "top": ["schema", "name", "model_res", "refine_res", "artifacts", "producer", "base", "base_stages",
+                    "runtime"],
+            "artifact": ["stage", "file", "format", "precision", "contract", "sha256", "inputs", "outputs",
+                         "contract_version", "size_multiple", "fixed_size", "layout", "engine"],
+            "io": ["inputs", "outputs"]}[where]))
+        edits.append((where, key, draw(st.integers(0, 2)), draw(st.booleans()), draw(JSON_VALUES)))
+    return edits
+
+
+def _apply(m: dict, edits) -> None:
+    for where, key, i, drop, value in edits:
+        arts = m.get("artifacts")
+        target = m
+        if where != "top":
+            if not isinstance(arts, list) or not arts or not isinstance(arts[i % len(arts)], dict):
+                continue
+            target = arts[i % len(arts)]
+            if where == "io":
+                if not isinstance(target.get(key), dict) or not target[key]:
+                    continue
+                target, key = target[key], next(iter(target[key]))
+        if drop:
+            target.pop(key, None)
+        else:
+            target[key] = value
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    return make_bundle(tmp_path_factory.mktemp("manifest-fuzz") / "b")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=manifest_edits())
+def test_fuzz_hand_edited_manifests(pristine, tmp_path_factory, edits):
+    """Any edit gives a working pipeline or a one-line BundleError naming the bundle; nothing else."""
+    root = tmp_path_factory.mktemp("m") / "b"
+    shutil.copytree(pristine, root)
+    edit_manifest(root, lambda m: _apply(m, edits))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = Pipeline(PipelineConfig(bundle=str(root), threads=1))  # the manifest's own resolutions
+    except BundleError as e:
+        one_line(str(e), str(root))
+        event("refused")
+        return
+    with p:  # accepted: then it must also run
+        m = p.process(disc_frame(48, 64))
+        assert m.alpha.shape == (48, 64) and np.isfinite(m.alpha).all()
+    event("still valid")

@@ -303,6 +303,9 @@ def _parse_artifact(d: dict, where: Path) -> Artifact:
         raise BundleError(f"{where}: artifact {a.file!r} has layout {a.layout!r}; expected 'NCHW' or 'NHWC'")
     if a.contract == "rgb" and a.fixed_size is None:
         raise BundleError(f"{where}: artifact {a.file!r} has contract 'rgb' but no fixed_size [H, W]")
+    if a.contract != "rgb" and (a.fixed_size is not None or a.layout.upper() != "NCHW"):
+        raise BundleError(f"{where}: artifact {a.file!r}: fixed_size and layout NHWC are for contract 'rgb' "
+                          f"only; contract {a.contract!r} is NCHW with dynamic H, W")
     if Path(a.file).is_absolute() or ".." in Path(a.file).parts or Path(a.file).name in ("", "."):
         raise BundleError(f"{where}: artifact file {a.file!r} must be a plain name inside the bundle folder")
     return a
