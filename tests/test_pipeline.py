@@ -528,3 +528,16 @@ def test_batch_bad_input_is_one_line(toy):
             p.process_batch(frames)
         assert "\n" not in str(e.value)
     assert p.info()["frames"] == 0  # nothing ran: every frame is checked first
+
+
+def test_batch_keep_holds_earlier_mattes_valid(toy):
+    """keep=N + 1: a whole earlier batch (and one more) stays valid through the next call, as a sink
+    writer with a queue of N needs; with the default keep=2 the ring would reuse the first batch's buffers."""
+    frames = [disc_frame(cx=100 + 10 * i) for i in range(6)]
+    ref = [m.copy() for m in map(toy_pipeline(toy).process, frames)]
+    p = toy_pipeline(toy)
+    got = p.process_batch(frames[:3], keep=4) + p.process_batch(frames[3:], keep=4)
+    for r, g in zip(ref, got, strict=True):
+        assert np.array_equal(r.alpha, g.alpha) and np.array_equal(r.image, g.image)
+    with pytest.raises(ValueError, match="keep"):
+        p.process_batch(frames, keep=-1)

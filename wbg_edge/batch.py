@@ -254,6 +254,7 @@ class _DropFirst:
 
     def __init__(self, sink: Any, n: int):
         self.sink, self.n = sink, n
+        self.threadable = getattr(sink, "threadable", False)  # so run_stream encodes on its writer thread
 
     def write(self, image: np.ndarray) -> None:
         if self.n > 0:
@@ -264,7 +265,8 @@ class _DropFirst:
 
 class _Batches:
     """The Pipeline as `run_stream` sees it when frames go `n` at a time through `process_batch` (same
-    Mattes as `process`; the Pipeline keeps all n valid, and the two a sink thread may still write)."""
+    Mattes as `process`). The sink's writer queue holds a batch, so its encoding overlaps the next batch's
+    inference: the Pipeline keeps those n + 1 earlier Mattes valid (`keep`)."""
 
     def __init__(self, pipeline: Any, n: int):
         self.pipeline, self.n = pipeline, n
@@ -274,10 +276,10 @@ class _Batches:
         for f in frames:
             chunk.append(f)
             if len(chunk) == self.n:
-                yield from self.pipeline.process_batch(chunk)
+                yield from self.pipeline.process_batch(chunk, keep=self.n + 1)
                 chunk = []
         if chunk:
-            yield from self.pipeline.process_batch(chunk)
+            yield from self.pipeline.process_batch(chunk, keep=self.n + 1)
 
 
 def _sink_uri(target: Path, pngs: bool) -> str:
@@ -303,9 +305,10 @@ def process_to(pipeline: Any, unit: Unit, target: Path, job: Job, lossless_parts
         with open_sink(_sink_uri(target, pngs), fps=src.fps) as sink:
             stats = StreamStats()
             limit = None if unit.stop is None else unit.stop - unit.start + unit.warmup
-            runner = _Batches(pipeline, job.batch_size) if job.batch_size > 1 else pipeline
+            n = job.batch_size
+            runner = _Batches(pipeline, n) if n > 1 else pipeline
             for _ in run_stream(src, runner, _DropFirst(sink, unit.warmup), mode=mode, max_frames=limit,
-                                stats=stats):
+                                stats=stats, sink_queue=n):
                 pass
             n = sink.frames
     if n == 0:

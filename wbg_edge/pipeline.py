@@ -390,10 +390,11 @@ class Pipeline:
         self._front(frame, slot, copy=False)
         return self._back(slot)
 
-    def process_batch(self, frames: Sequence[np.ndarray]) -> list[Matte]:
+    def process_batch(self, frames: Sequence[np.ndarray], keep: int = 2) -> list[Matte]:
         """`process` on each frame in order, with the model calls batched across the frames (offline
         throughput). Frames of different sizes are run as consecutive batches of one size. All returned
-        Mattes stay valid until the next call (and for two frames after it). With depth reuse
+        Mattes stay valid until the next call, and so do the `keep` Mattes made before this one (those a
+        sink thread may still be writing: 2 with run_stream's writer, N + 1 behind a queue of N). With depth reuse
         (depth_every > 1) depth runs frame by frame, as in `process` (reuse depends on the last depth).
         Timings: a batched model call is shared out evenly; `total` is the call's wall time / N."""
         if self._streaming:
@@ -403,6 +404,8 @@ class Pipeline:
             raise ValueError(f"frames must be a list of frames, got {type(frames).__name__}")
         if not frames:
             raise ValueError("frames is empty: process_batch needs at least one frame")
+        if not isinstance(keep, int) or keep < 0:
+            raise ValueError(f"keep must be an integer >= 0, got {keep!r}")
         bgrs = []
         for i, f in enumerate(frames):  # all checked before any state changes
             try:
@@ -413,7 +416,7 @@ class Pipeline:
         start = 0
         for end in range(1, len(bgrs) + 1):
             if end == len(bgrs) or bgrs[end].shape != bgrs[start].shape:
-                mattes += self._batch(bgrs[start:end])
+                mattes += self._batch(bgrs[start:end], keep)
                 start = end
         return mattes
 
@@ -738,7 +741,7 @@ class Pipeline:
         return matte
 
     # ------------------------------------------------------------------ batches (offline throughput)
-    def _batch(self, bgrs: list[np.ndarray]) -> list[Matte]:
+    def _batch(self, bgrs: list[np.ndarray], keep: int) -> list[Matte]:
         """process() on each of N frames of one size, with the model calls batched across them."""
         t_start = time.perf_counter()
         n = len(bgrs)
@@ -754,9 +757,9 @@ class Pipeline:
         if batched_depth:
             self._batch_depth(grp, slots)
         b = self._alloc_back(g)
-        if len(b.alphas) < n + 2:  # fresh buffers: the old ones may still be read through earlier Mattes
-            b.alphas = [np.zeros_like(b.alphas[0]) for _ in range(n + 2)]
-            b.images = [np.zeros_like(b.images[0]) for _ in range(n + 2)]
+        if len(b.alphas) < n + keep:  # fresh buffers: the old ones may still be read through earlier Mattes
+            b.alphas = [np.zeros_like(b.alphas[0]) for _ in range(n + keep)]
+            b.images = [np.zeros_like(b.images[0]) for _ in range(n + keep)]
         tms = [dict(s.timings) for s in slots]
         bad = [s.bad for s in slots]
         x = grp.model_in if grp.model_in is not None else grp.coarse_in

@@ -69,12 +69,13 @@ class _WriterThread:
 
     At most two images are in flight (one queued, one being written); the Pipeline keeps a Matte's
     arrays valid for the next two `process` calls, so nothing is copied. A sink error is raised in
-    the caller's thread on the next `put` or at `finish`.
+    the caller's thread on the next `put` or at `finish`. A deeper queue (`depth`) lets a whole batch
+    of Mattes wait while the next batch is inferred (the pipeline must then keep depth + 1 valid).
     """
 
-    def __init__(self, sink):
+    def __init__(self, sink, depth: int = 1):
         self.sink, self.error = sink, None
-        self.q: queue.Queue = queue.Queue(maxsize=1)
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
         self.thread = threading.Thread(target=self._run, name="sink-writer", daemon=True)
         self.thread.start()
 
@@ -103,13 +104,14 @@ class _WriterThread:
 
 def run_stream(source, pipeline, sink, mode: str = "composite", stop: threading.Event | None = None,
                max_frames: int | None = None, stats: StreamStats | None = None,
-               read_timeout: float = 0.25, sink_thread: bool = True) -> Iterator[Tick]:
+               read_timeout: float = 0.25, sink_thread: bool = True, sink_queue: int = 1) -> Iterator[Tick]:
     """Yield one Tick per frame handed to the sink; returns at the end of the input, on `stop`, or
     after `max_frames`. Source, pipeline and sink errors propagate (the caller closes what it opened).
 
     Frames go through `pipeline.stream`, so a pipeline configured to overlap its stages does so here.
     File and pipe sinks (`sink.threadable`) write on their own thread unless `sink_thread=False`;
-    every frame handed over is written before this returns.
+    every frame handed over is written before this returns. `sink_queue` images may wait for the
+    writer (more than 1 only for a pipeline that keeps sink_queue + 1 earlier Mattes valid).
     """
     if mode not in OUTPUT_MODES:
         raise ValueError(f"output mode must be one of {OUTPUT_MODES}, got {mode!r}")
@@ -139,7 +141,7 @@ def run_stream(source, pipeline, sink, mode: str = "composite", stop: threading.
     run = getattr(pipeline, "stream", None)
     mattes = run(frames()) if run is not None else (pipeline.process(f) for f in frames())
     window: deque[float] = deque(maxlen=32)  # write times of the last frames, for the fps readout
-    writer = _WriterThread(sink) if sink_thread and getattr(sink, "threadable", False) else None
+    writer = _WriterThread(sink, sink_queue) if sink_thread and getattr(sink, "threadable", False) else None
     write = writer.put if writer is not None else sink.write
     t0 = time.perf_counter()
     try:
