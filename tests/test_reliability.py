@@ -696,3 +696,22 @@ def test_fuzz_hand_edited_manifests(pristine, tmp_path_factory, edits):
         m = p.process(disc_frame(48, 64))
         assert m.alpha.shape == (48, 64) and np.isfinite(m.alpha).all()
     event("still valid")
+
+
+@pytest.mark.parametrize("description, words", [
+    ("[1, 2]", "not a checkpoint description"),
+    ('{"model": 5}', "not a checkpoint description"),
+    ('{"model": {"kind": "matting", "nonsense": 1}}', "model description does not build a matting model"),
+    ('{"model": {"kind": "matting", "widths": "abc"}}', "model description does not build a matting model"),
+    ('{"model": {"kind": "matting", "widths": [4, 8]}}', "weights do not fit"),
+    ("{not json", "unreadable checkpoint description"),
+])
+def test_training_checkpoint_with_an_edited_description(tmp_path, description, words):
+    from training import checkpoint
+    from training.models import build_model, default_config
+
+    checkpoint.save(tmp_path, build_model(default_config("matting")), "matting", {})
+    (tmp_path / "matting.json").write_text(description)
+    with pytest.raises(checkpoint.CheckpointMismatch) as e:
+        checkpoint.load(tmp_path, "matting")
+    one_line(e, "matting.", words)

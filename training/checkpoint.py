@@ -49,8 +49,11 @@ def read_meta(path: str | Path, kind: str) -> tuple[Path, dict]:
     if jpath.is_file():
         try:
             meta = json.loads(jpath.read_text())
-        except json.JSONDecodeError as e:
-            raise CheckpointMismatch(f"{jpath}: unreadable checkpoint description ({e.msg})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointMismatch(f"{jpath}: unreadable checkpoint description ({e})") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("model", {}), dict):
+            raise CheckpointMismatch(f"{jpath}: not a checkpoint description (expected an object with a 'model' "
+                                     f"object)")
     try:
         from safetensors import safe_open
 
@@ -69,12 +72,16 @@ def load(path: str | Path, kind: str) -> tuple[nn.Module, dict]:
     from safetensors.torch import load_file
 
     wpath, meta = read_meta(path, kind)
-    cfg = ModelConfig.from_dict(meta["model"]) if "model" in meta else default_config(kind)
-    model = build_model(cfg)
+    try:
+        cfg = ModelConfig.from_dict(meta["model"]) if "model" in meta else default_config(kind)
+        model = build_model(cfg)
+    except (KeyError, TypeError, ValueError) as e:  # a hand-edited description
+        raise CheckpointMismatch(f"{wpath.with_suffix('.json')}: model description does not build a {kind} "
+                                 f"model ({type(e).__name__}: {e})") from None
     try:
         model.load_state_dict(load_file(str(wpath)))
     except RuntimeError as e:
-        raise CheckpointMismatch(f"{wpath}: weights do not fit {cfg} ({str(e).splitlines()[0]})") from None
+        raise CheckpointMismatch(f"{wpath}: weights do not fit {cfg} ({_first_reason(e)})") from None
     return model, meta
 
 
@@ -86,8 +93,14 @@ def load_into(model: nn.Module, path: str | Path) -> dict:
     try:
         model.load_state_dict(load_file(str(wpath)))
     except RuntimeError as e:
-        raise CheckpointMismatch(f"{wpath}: weights do not fit {model.config} ({str(e).splitlines()[0]})") from None
+        raise CheckpointMismatch(f"{wpath}: weights do not fit {model.config} ({_first_reason(e)})") from None
     return meta
+
+
+def _first_reason(e: Exception) -> str:
+    """load_state_dict's first useful line ("size mismatch for ...", "Missing key(s) ..."), shortened."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return next((ln for ln in lines[1:]), lines[0] if lines else type(e).__name__)[:200]
 
 
 def frozen(model: nn.Module) -> nn.Module:
