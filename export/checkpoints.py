@@ -96,12 +96,16 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> Checkpoint:
     if file_kind is not None and file_kind != kind:
         raise CheckpointError(f"{wpath}: weights of a {file_kind!r} model, expected {kind!r}; wrong checkpoint "
                               f"for this stage")
-    model = build_model(config)
+    try:
+        model = build_model(config)
+    except (TypeError, ValueError, RuntimeError) as e:  # a hand-edited description (widths "abc", expand -1)
+        raise CheckpointError(f"{jpath}: model description does not build a {kind} model "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
-        raise CheckpointError(f"{wpath}: weights do not fit a {kind} model with {config} ({first})") from None
+        raise CheckpointError(f"{wpath}: weights do not fit a {kind} model with {config} ({first[:200]})") from None
     return Checkpoint(kind=kind, model=model.float().eval(), config=config, meta=meta, path=wpath)
 
 

@@ -704,6 +704,7 @@ def test_fuzz_hand_edited_manifests(pristine, tmp_path_factory, edits):
     ('{"model": {"kind": "matting", "nonsense": 1}}', "model description does not build a matting model"),
     ('{"model": {"kind": "matting", "widths": "abc"}}', "model description does not build a matting model"),
     ('{"model": {"kind": "matting", "widths": [4, 8]}}', "weights do not fit"),
+    ('{"model": {"kind": "matting", "widths": [8, 16], "expand": -1}}', "does not build a matting model"),
     ("{not json", "unreadable checkpoint description"),
 ])
 def test_training_checkpoint_with_an_edited_description(tmp_path, description, words):
@@ -714,4 +715,23 @@ def test_training_checkpoint_with_an_edited_description(tmp_path, description, w
     (tmp_path / "matting.json").write_text(description)
     with pytest.raises(checkpoint.CheckpointMismatch) as e:
         checkpoint.load(tmp_path, "matting")
+    one_line(e, "matting.", words)
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda m: m["model"].update(widths="abc"), "model description does not build a matting model"),
+    (lambda m: m["model"].update(expand=-1), "model description does not build a matting model"),
+    (lambda m: m["model"].update(widths=[4, 8]), "weights do not fit"),
+    (lambda m: m.update(model=5), "not a checkpoint description"),
+])
+def test_export_checkpoint_with_an_edited_description(tmp_path, change, words):
+    from export.checkpoints import CheckpointError, load_checkpoint, random_model, save_checkpoint
+
+    save_checkpoint(random_model("matting"), tmp_path)
+    meta = json.loads((tmp_path / "matting.json").read_text())
+    change(meta)
+    (tmp_path / "matting.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(tmp_path, "matting")
+    assert len(str(e.value)) < 400
     one_line(e, "matting.", words)

@@ -75,9 +75,9 @@ def load(path: str | Path, kind: str) -> tuple[nn.Module, dict]:
     try:
         cfg = ModelConfig.from_dict(meta["model"]) if "model" in meta else default_config(kind)
         model = build_model(cfg)
-    except (KeyError, TypeError, ValueError) as e:  # a hand-edited description
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a hand-edited description
         raise CheckpointMismatch(f"{wpath.with_suffix('.json')}: model description does not build a {kind} "
-                                 f"model ({type(e).__name__}: {e})") from None
+                                 f"model ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
     try:
         model.load_state_dict(load_file(str(wpath)))
     except RuntimeError as e:
