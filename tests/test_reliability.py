@@ -735,3 +735,23 @@ def test_export_checkpoint_with_an_edited_description(tmp_path, change, words):
         load_checkpoint(tmp_path, "matting")
     assert len(str(e.value)) < 400
     one_line(e, "matting.", words)
+
+
+def test_output_that_is_the_input_is_refused(tmp_path, monkeypatch, capsys):
+    """`run -i c.mp4 -o ./c.mp4` and `batch c.mp4 shots/ -o .` used to replace the input by the output (for
+    an image folder, the rename deleted the original pictures). Refused in one line, inputs untouched."""
+    from wbg_edge.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    clip = _clip(tmp_path / "c.mp4")
+    (tmp_path / "shots").mkdir()
+    cv2.imwrite(str(tmp_path / "shots" / "0.png"), np.full((40, 56, 3), 120, np.uint8))
+    before = {p: p.read_bytes() for p in (clip, tmp_path / "shots" / "0.png")}
+    for args in (["run", "-i", "c.mp4", "-o", "./c.mp4"], ["batch", "c.mp4", "-o", "."],
+                 ["batch", "shots", "-o", str(tmp_path)]):
+        rc = main([*args, *CLI_FAST])
+        err = capsys.readouterr().err
+        assert rc == 1
+        one_line(err.strip(), "is the input itself")
+        assert {p: p.read_bytes() for p in before} == before
+        assert [p.name for p in (tmp_path / "shots").iterdir()] == ["0.png"]

@@ -595,6 +595,8 @@ def plan(inputs: Sequence[str | os.PathLike], cfg: BatchConfig, job: Job) -> tup
         name = output_name(inp, guess_kind, job.format)
         if name in ("", ".", "..", STATE_DIR, "batch-summary.json"):  # would replace OUTDIR or its bookkeeping
             raise BatchError(f"{inp}: its output name {name!r} is not a file name batch can use; rename the input")
+        if (Path(cfg.outdir) / name).resolve() == inp.resolve():  # the rename at the end would delete the input
+            raise BatchError(f"{inp}: its output {Path(cfg.outdir) / name} is the input itself; choose another OUTDIR")
         if name in names:
             raise BatchError(f"{inp}: its output {cfg.outdir / name} clashes with the one of {names[name]}; "
                              f"rename one input")

@@ -252,6 +252,8 @@ def cmd_run(args) -> int:
     from .stream import StreamStats, run_stream
 
     stats, readout, opened = StreamStats(), Readout(args.quiet), {}
+    if os.path.exists(args.out) and os.path.exists(args.input) and os.path.samefile(args.out, args.input):
+        raise CliError(f"-o {args.out} is the input itself; it would be replaced by the output, choose another path")
     try:
         with stop_on_signals() as stop, open_source(args.input, live=args.live) as src:
             sink = open_sink(args.out, fps=args.fps or src.fps, codec=args.codec)
