@@ -755,3 +755,14 @@ def test_output_that_is_the_input_is_refused(tmp_path, monkeypatch, capsys):
         one_line(err.strip(), "is the input itself")
         assert {p: p.read_bytes() for p in before} == before
         assert [p.name for p in (tmp_path / "shots").iterdir()] == ["0.png"]
+
+
+@pytest.mark.parametrize("name", ["half.png", "half.jpg", "text.jpg", "empty.png", "notes.txt"])
+def test_bad_background_image_is_refused_with_the_arguments(damaged, tmp_path, name, capfd):
+    from wbg_edge.cli import main
+
+    rc = main(["run", "-i", str(damaged / "full.png"), "-o", str(tmp_path / "out") + "/", "--background",
+               str(damaged / name), "-q", *CLI_FAST])
+    err = capfd.readouterr().err
+    assert rc == 2 and not (tmp_path / "out").exists()  # an argument error: nothing opened, nothing written
+    one_line(err.strip(), "--background", name, "not a readable image file")

@@ -54,6 +54,10 @@ def parse_background(spec: str | os.PathLike) -> BackgroundSpec:
             raise ValueError(f"background {s!r}: blur factor must be an integer in [2, 64]")
         return BackgroundSpec("blur", blur=int(k))
     if Path(s).is_file():
+        from .sources import read_image
+
+        if read_image(s) is None:  # checked here, so a bad file fails with the arguments, not at frame 1
+            raise ValueError(f"background {s!r}: not a readable image file (corrupt or truncated?)")
         return BackgroundSpec("image", path=s)
     raise ValueError(f"background {s!r} is not 'transparent', a colour name ({', '.join(sorted(COLOURS))}), "
                      f"#RRGGBB, 'blur[:k]', or an existing image file")
@@ -69,10 +73,12 @@ class Background:
         self._small: np.ndarray | None = None
         self._colour = np.array(self.spec.colour, np.uint8)
         if self.spec.kind == "image":
-            img = cv2.imread(self.spec.path, cv2.IMREAD_COLOR)
+            from .sources import read_image, to_bgr
+
+            img = read_image(self.spec.path)
             if img is None:
                 raise ValueError(f"background {self.spec.path!r}: not a readable image file")
-            self._image = img
+            self._image = to_bgr(img)
 
     @property
     def transparent(self) -> bool:

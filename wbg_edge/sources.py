@@ -113,9 +113,18 @@ def _truncated(data: np.ndarray, suffix: str) -> bool:
     return False
 
 
-def _decode_quietly(data: np.ndarray) -> np.ndarray | None:
+def read_image(path: str | os.PathLike) -> np.ndarray | None:
+    """The decoded image (as stored: any depth and channel count), or None when the file is missing,
+    not an image, or cut short; never prints (sources and backgrounds report bad files by name)."""
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError:
+        return None
+    if not data.size or _truncated(data, Path(path).suffix.lower()):
+        return None
     with _quiet_opencv():
-        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    return img if img is not None and img.size else None
 
 
 class _ImageReader:
@@ -132,14 +141,8 @@ class _ImageReader:
         while self._i < len(self.files):
             p = self.files[self._i]
             self._i += 1
-            try:
-                data = np.fromfile(p, np.uint8)
-            except OSError:
-                data = None
-            img = None
-            if data is not None and data.size and not _truncated(data, p.suffix.lower()):
-                img = _decode_quietly(data)
-            if img is not None and img.size:
+            img = read_image(p)
+            if img is not None:
                 return to_bgr(img)
             self.skipped.append(p.name)
         return None
