@@ -102,3 +102,17 @@ def test_cli_help_names_stages_and_loss_weights(capsys):
         assert word in text
     cfg = parse_args(["--stage", "matting", "--lambda-comp", "0.5", "--data", "synthetic", "x"])
     assert cfg.lambda_comp == 0.5 and cfg.lambda_alpha == 1.0 and cfg.data == ("synthetic", "x")
+
+
+def test_semi_weight_marks_veil_interiors_not_soft_edges():
+    import cv2
+
+    from training.losses import fractional_interior
+
+    a = np.zeros((64, 64), np.float32)
+    a[:, 40:] = 1.0
+    a = cv2.GaussianBlur(a, (0, 0), 1.5)  # a soft subject edge, fractional over ~6 px
+    cv2.circle(a, (16, 32), 10, 0.4, -1)  # a veil of alpha 0.4
+    w = fractional_interior(torch.from_numpy(a)[None, None])[0, 0].numpy()
+    assert w[32, 16] == 1 and w[32, 21] == 1 and w[32, 27] == 0 and w[:, 34:].max() == 0 and w[5, 5] == 0
+    assert parse_args(["--stage", "refiner-synthetic", "--lambda-semi", "20"]).lambda_semi == 20

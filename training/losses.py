@@ -48,6 +48,14 @@ def edge_band(alpha: torch.Tensor, radius: int = 3) -> torch.Tensor:
     return torch.clamp(F.max_pool2d(frac, k, 1, radius) + grown - shrunk, 0, 1)
 
 
+def fractional_interior(alpha: torch.Tensor, radius: int = 4) -> torch.Tensor:
+    """1 inside semi-transparent regions (veils, glass): pixels whose whole (2r+1)^2 neighbourhood
+    has fractional alpha. Soft edges and strands are too thin to survive, so a loss weighted by this
+    rewards keeping see-through areas see-through rather than sharpening them like an edge."""
+    frac = ((alpha > 0.02) & (alpha < 0.98)).float()
+    return -F.max_pool2d(-frac, 2 * radius + 1, 1, radius)
+
+
 def flip_consistency(refined: torch.Tensor, refined_of_flipped: torch.Tensor) -> torch.Tensor:
     """The alpha of a mirrored image should be the mirrored alpha."""
     return (refined - refined_of_flipped.flip(-1)).abs().mean()

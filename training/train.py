@@ -61,6 +61,7 @@ class TrainConfig:
     lambda_comp: float = 1.0
     lambda_grad: float = 1.0
     lambda_consistency: float = 1.0
+    lambda_semi: float = 0.0     # refiner-synthetic: extra L1 weight inside semi-transparent regions of the GT
     boundary_fraction: float = 0.7
     depth_dropout: float = 0.3
     coarse_source: str = "mixed"  # model | cached | degraded | mixed (model or degraded per sample)
@@ -171,8 +172,9 @@ def stage_loss(cfg: TrainConfig, model, matting, batch: dict, rng: np.random.Gen
                  "coarse": losses.coarse_agreement(refined, coarse)}
         return cfg.lambda_consistency * sum(parts.values()), parts
 
-    band = losses.edge_band(alpha, radius=3)
-    parts = {"alpha": losses.l1_alpha(refined, alpha, has_alpha, weight=1 + 4 * band),
+    # edges weigh 5x; see-through regions 1 + lambda_semi, else their few pixels lose to the edges' sharpening
+    weight = 1 + 4 * losses.edge_band(alpha, radius=3) + cfg.lambda_semi * losses.fractional_interior(alpha)
+    parts = {"alpha": losses.l1_alpha(refined, alpha, has_alpha, weight=weight),
              "comp": losses.composition_l1(refined, batch["fg"], batch["bg"], image, has_fb),
              "grad": losses.gradient_l1(refined, alpha, has_alpha)}
     total = cfg.lambda_alpha * parts["alpha"] + cfg.lambda_comp * parts["comp"] + cfg.lambda_grad * parts["grad"]
@@ -384,6 +386,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--lambda-grad", type=float, default=d.lambda_grad, help="weight of the alpha gradient loss")
     p.add_argument("--lambda-consistency", type=float, default=d.lambda_consistency,
                    help="weight of the consistency losses (refiner-wild)")
+    p.add_argument("--lambda-semi", type=float, default=d.lambda_semi,
+                   help="refiner-synthetic: extra L1 alpha weight inside semi-transparent regions (veils)")
     p.add_argument("--boundary-fraction", type=float, default=d.boundary_fraction,
                    help="share of crops centred on the alpha boundary")
     p.add_argument("--depth-dropout", type=float, default=d.depth_dropout, help="probability of feeding D = 0")
