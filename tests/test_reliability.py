@@ -766,3 +766,33 @@ def test_bad_background_image_is_refused_with_the_arguments(damaged, tmp_path, n
     err = capfd.readouterr().err
     assert rc == 2 and not (tmp_path / "out").exists()  # an argument error: nothing opened, nothing written
     one_line(err.strip(), "--background", name, "not a readable image file")
+
+
+def _run_options() -> list[tuple[str, bool]]:
+    """(long option, takes a value) for every `run` option but input, output, help and --live (a live
+    source that ends is reopened for as long as it gives frames, by design: a 2-frame clip never ends)."""
+    from wbg_edge.cli import build_parser
+
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    return sorted((o, a.nargs != 0) for a in run._actions for o in a.option_strings
+                  if o.startswith("--") and o not in ("--help", "--input", "--out", "--output-path", "--live"))
+
+
+VALUES = ["-1", "0", "1", "3", "7", "32", "64", "100", "1e9", "nan", "inf", "abc", "", "#zz", "0.5", "2", "/no/x"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(opts=st.lists(st.tuples(st.sampled_from(_run_options()), st.sampled_from(VALUES)), max_size=4))
+def test_fuzz_run_options_run_or_give_one_line(opts, capsys):
+    """Random `run` options and values on a 2-frame synthetic clip: the run completes (0), or an argument
+    (2) or config (1) error in one line; never a traceback."""
+    from wbg_edge.cli import main
+
+    args = [x for (o, takes_value), v in opts for x in ((o, v) if takes_value else (o,))]
+    rc = main(["run", "-i", "synthetic://?size=64x48&frames=2", "-o", "null", "-q", *args])
+    err = capsys.readouterr().err
+    assert rc in (0, 1, 2), (args, err)
+    assert "Traceback" not in err, err
+    if rc:
+        one_line(err.strip())
+    event(f"rc {rc}")
