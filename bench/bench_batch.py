@@ -3,7 +3,7 @@ same generated clips, and the Ray overhead against the local pool; with --batch-
 (frames per Pipeline.process_batch call) against one frame at a time.
 
     python bench/bench_batch.py [--clips 4] [--frames 48] [--size 640x360] [--workers 1,2] [--batch-size 1,4]
-                                [--pipeline] [--json FILE]
+                                [--pipeline | --pipeline-only] [--bundle DIR] [--backend auto|ort|trt] [--json FILE]
 
 Each worker gets cores / workers inference threads, in both executors, so the two compare like for
 like. Ray is started once (num_cpus = the largest worker count); its start-up is reported apart from
@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -52,11 +53,12 @@ def make_clip(path: Path, frames: int, size: tuple[int, int], seed: int) -> Path
     return path
 
 
-def run_once(clips: list[Path], workers: int, ray: str | None, work: Path, batch_size: int = 1) -> dict:
+def run_once(clips: list[Path], workers: int, ray: str | None, work: Path, batch_size: int = 1,
+             base: PipelineConfig = PipelineConfig()) -> dict:
     out = work / f"out-{'ray' if ray else 'local'}-{workers}-{batch_size}"
     shutil.rmtree(out, ignore_errors=True)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    job = Job(PipelineConfig(), str(out), format="png", threads=threads)
+    job = Job(base, str(out), format="png", threads=threads)
     t0 = time.perf_counter()
     report = run_batch(clips, BatchConfig(outdir=out, workers=workers, ray=ray, batch_size=batch_size), job)
     wall = time.perf_counter() - t0
@@ -67,25 +69,30 @@ def run_once(clips: list[Path], workers: int, ray: str | None, work: Path, batch
             "fps": round(report.frames / wall, 2)}
 
 
-def pipeline_ms(frames: list[np.ndarray], batch_sizes: list[int], repeat: int) -> dict[int, float]:
-    """Median ms per frame of the Pipeline alone (1 thread): process (batch size 1) or process_batch."""
+def pipeline_ms(frames: list[np.ndarray], batch_sizes: list[int], repeat: int,
+                base: PipelineConfig = PipelineConfig()) -> dict[int, dict]:
+    """Median ms per frame of the Pipeline alone (1 thread): process (batch size 1) or process_batch;
+    wall time, and the models' shares from Matte.timings (a batched call is shared out evenly)."""
     from wbg_edge.pipeline import Pipeline
 
-    pipe = Pipeline(PipelineConfig(threads=1))
+    pipe = Pipeline(replace(base, threads=1))
     for n in batch_sizes:  # warm-up: buffers and first model runs at every batch shape
         pipe.process_batch(frames[:n])
+    keys = ("depth", "coarse", "refiner")
     runs: dict[int, list[float]] = {n: [] for n in batch_sizes}
+    stages: dict[int, dict[str, list[float]]] = {n: {k: [] for k in keys} for n in batch_sizes}
     for _ in range(repeat):
         for n in batch_sizes:
             t0 = time.perf_counter()
             for i in range(0, len(frames), n):
-                if n == 1:
-                    pipe.process(frames[i])
-                else:
-                    pipe.process_batch(frames[i:i + n])
+                mattes = [pipe.process(frames[i])] if n == 1 else pipe.process_batch(frames[i:i + n])
+                for m in mattes:
+                    for k in keys:
+                        stages[n][k].append(m.timings[k])
             runs[n].append(1e3 * (time.perf_counter() - t0) / len(frames))
     pipe.close()
-    return {n: round(float(np.median(v)), 2) for n, v in runs.items()}
+    return {n: {"ms": round(float(np.median(runs[n])), 2),
+                **{k: round(float(np.median(v)), 2) for k, v in stages[n].items()}} for n in batch_sizes}
 
 
 def main() -> int:
@@ -96,10 +103,14 @@ def main() -> int:
     ap.add_argument("--workers", default="1,2", help="comma list of worker counts")
     ap.add_argument("--batch-size", default="1", help="comma list of frames per process_batch call")
     ap.add_argument("--pipeline", action="store_true", help="also time the Pipeline alone per batch size")
+    ap.add_argument("--pipeline-only", action="store_true", help="only time the Pipeline alone (no jobs)")
     ap.add_argument("--repeat", type=int, default=2, help="rounds; each runs every config once, interleaved")
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--bundle", help="model bundle folder (default: the shipped one)")
+    ap.add_argument("--backend", default="auto", choices=("auto", "ort", "trt"))
     ap.add_argument("--json", help="also write the results as JSON")
     args = ap.parse_args()
+    base = PipelineConfig(bundle=args.bundle, backend=args.backend)
     w, h = (int(v) for v in args.size.lower().split("x"))
     counts = [int(v) for v in args.workers.split(",")]
     sizes = [int(v) for v in args.batch_size.split(",")]
@@ -110,6 +121,8 @@ def main() -> int:
     ray = None
     try:
         clips = [make_clip(work / f"clip{i}.mp4", args.frames, (w, h), i) for i in range(args.clips)]
+        if args.pipeline_only:
+            args.pipeline, args.no_ray, counts = True, True, []
         if not args.no_ray:
             import ray
 
@@ -125,13 +138,13 @@ def main() -> int:
             for n in counts:
                 for b in sizes:
                     for executor in ("local",) + (() if args.no_ray else ("ray",)):
-                        r = run_once(clips, n, "auto" if executor == "ray" else None, work, b)
+                        r = run_once(clips, n, "auto" if executor == "ray" else None, work, b, base)
                         runs.setdefault((executor, n, b), []).append(r)
         if args.pipeline:
             cap = cv2.VideoCapture(str(clips[0]))
             frames = [f for ok, f in iter(cap.read, (False, None)) if ok]
             cap.release()
-            pipe_ms = pipeline_ms(frames, sizes, args.repeat)
+            pipe_ms = pipeline_ms(frames, sizes, args.repeat, base)
     finally:
         if ray is not None:
             ray.shutdown()
@@ -144,10 +157,17 @@ def main() -> int:
         rows.append(row)
     local = {(r["workers"], r["batch_size"]): r for r in rows if r["executor"] == "local"}
     one = {(r["executor"], r["workers"]): r for r in rows if r["batch_size"] == sizes[0]}
-    print(f"{args.clips} clips x {args.frames} frames at {w}x{h}, {os.cpu_count()} cores, median of {args.repeat}"
-          + (f"; Ray start-up {ray_start} s (not in the job times)" if ray_start is not None else ""))
-    print(f"{'executor':<9}{'workers':>8}{'batch':>6}{'threads':>8}{'frames':>8}{'wall s':>8}{'frames/s':>10}"
-          f"{'vs local':>10}{'vs batch ' + str(sizes[0]):>12}  runs (s)")
+    if pipe_ms:
+        print(f"pipeline alone (1 thread), median ms/frame: wall (speed-up vs batch {sizes[0]}) / depth + coarse "
+              f"+ refiner")
+        for n, v in pipe_ms.items():
+            print(f"  batch {n}: {v['ms']:.1f} ({pipe_ms[sizes[0]]['ms'] / v['ms']:.2f}x) / "
+                  f"{v['depth']:.1f} + {v['coarse']:.1f} + {v['refiner']:.1f}")
+    if rows:
+        print(f"{args.clips} clips x {args.frames} frames at {w}x{h}, {os.cpu_count()} cores, median of "
+              f"{args.repeat}" + (f"; Ray start-up {ray_start} s (not in the job times)" if ray_start else ""))
+        print(f"{'executor':<9}{'workers':>8}{'batch':>6}{'threads':>8}{'frames':>8}{'wall s':>8}{'frames/s':>10}"
+              f"{'vs local':>10}{'vs batch ' + str(sizes[0]):>12}  runs (s)")
     for r in rows:
         base = local.get((r["workers"], r["batch_size"]))
         r["overhead_vs_local_pct"] = None if r is base else round(100 * (r["wall_s"] / base["wall_s"] - 1), 1)
@@ -156,9 +176,6 @@ def main() -> int:
         print(f"{r['executor']:<9}{r['workers']:>8}{r['batch_size']:>6}{r['threads_per_worker']:>8}{r['frames']:>8}"
               f"{r['wall_s']:>8.1f}{r['fps']:>10.1f}{rel:>10}{r['speedup_vs_first_batch_size']:>11.2f}x"
               f"  {r['runs_wall_s']}")
-    if pipe_ms:
-        print("pipeline alone (1 thread, ms/frame, median): " + ", ".join(
-            f"batch {n}: {v:.1f} ({pipe_ms[sizes[0]] / v:.2f}x)" for n, v in pipe_ms.items()))
     if args.json:
         doc = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": " ".join(sys.argv),
                "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
