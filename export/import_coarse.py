@@ -15,10 +15,13 @@ then checked (ONNX checker, parity against the TFLite interpreter on real photos
 installed) and written with a manifest entry recording its provenance (wheel name and SHA-256, path in the
 wheel, licence text, converter version). Conversion is deterministic: the same wheel gives the same bytes.
 
-A "real-world" bundle is this coarse model plus our refiner (and our depth model). By default the folder holds
-only the imported ONNX and its manifest names the shipped bundle as `base`, from which the runtime takes the
-stages this bundle lacks (`wbg_edge.bundle.Bundle.resolve`); `--with-refiner [BUNDLE_DIR]` instead copies the
-refiner (and depth with --depth) in, making the folder self-contained. Installed real-world bundles live
+A "real-world" bundle is this coarse model plus our refiner for segmenter masks: the shipped
+`segmenter-refiner` bundle (trained by `training/recipes/real_world.py` on natural-photo scenes with
+MediaPipe-like masks). By default the folder holds only the imported ONNX and its manifest names that bundle
+as `base`, from which the runtime takes the refiner (`wbg_edge.bundle.Bundle.resolve`, hashes checked against
+the base's manifest), and copies its `runtime` hints (patch context); `--depth` borrows our depth model from
+the shipped `default` bundle instead (whose refiner learnt with depth). `--with-refiner [BUNDLE_DIR]` copies
+the refiner (and depth with --depth) in, making the folder self-contained. Installed real-world bundles live
 in `real_world_bundle_dir()` = `$WBG_EDGE_HOME/bundles/real-world` (WBG_EDGE_HOME defaults to
 ~/.cache/wbg-edge), the importer's default --out.
 """
@@ -44,10 +47,10 @@ from wbg_edge.bundle import (
     Bundle,
     BundleError,
     atomic_write_bytes,
-    default_bundle_dir,
     load_bundle,
     real_world_bundle_dir,
     sha256_file,
+    shipped_bundle_dir,
     wbg_edge_home,
     write_bundle,
 )
@@ -287,15 +290,33 @@ def _copy_stage(src: Bundle, stage: str, out: Path) -> tuple[Bundle, Artifact]:
     return holder, a
 
 
+def base_for(depth: bool) -> str:
+    """The shipped bundle a real-world bundle borrows from: our refiner for segmenter masks (trained without
+    depth), or with depth the default bundle's depth and refiner (which learnt with depth)."""
+    return "default" if depth else "segmenter-refiner"
+
+
+def refiner_hints(holder: Bundle) -> dict:
+    """Runtime hints (patch context) travel with the refiner. The segmenter refiner learnt 32x32 patches with
+    4 px of context and its manifest asks for that; the default refiner learnt on whole crops and asks for
+    none, but its zero-padded 32x32 tiles show seams on real photos without 4 px of context
+    (bench/RESULTS.md), so a real-world bundle built on it asks for 4."""
+    if holder.runtime:
+        return dict(holder.runtime)
+    return {"patch_context": 4} if holder.name == "default" else {}
+
+
 def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general", wheel: str | os.PathLike | None = None,
                             refiner_bundle: str | os.PathLike | None = None, depth: bool = False,
-                            base: str | None = "default", check: bool = True) -> ImportResult:
+                            base: str | None = "auto", check: bool = True) -> ImportResult:
     """Convert MediaPipe selfie segmentation into a bundle at `out` (see the module docstring).
 
     The refiner and depth stages of the real-world bundle come from either
       - `refiner_bundle`: copied from that bundle (and depth too when `depth`): a self-contained folder; or
-      - `base` (when no `refiner_bundle`): the manifest names a base bundle ("default" = the shipped one) and
-        borrows its refiner (and depth when `depth`) through `base_stages` (`Bundle.resolve`); nothing is copied.
+      - `base` (when no `refiner_bundle`): the manifest names a base bundle (a shipped one by name, or a
+        folder) and borrows its refiner (and depth when `depth`) through `base_stages` (`Bundle.resolve`);
+        nothing is copied. "auto" (the default) is `base_for(depth)`: "segmenter-refiner" (our refiner for
+        segmenter masks, no depth), or "default" with depth.
     With neither, the bundle holds only the coarse model.
     Depth is off by default: our depth model learns from generated scenes, and on real photos its depth
     pulls the refiner away from the segmenter (measured on the three sample photos: IoU with the coarse
@@ -303,6 +324,8 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
     import onnx
 
     from export.tflite_to_onnx import CONVERTER_VERSION, OPSET, op_histogram
+    if base == "auto":
+        base = base_for(depth)
     if variant not in VARIANTS:
         raise ImportCoarseError(f"unknown variant {variant!r}; expected one of {sorted(VARIANTS)}")
     member, onnx_name, _ = VARIANTS[variant]
@@ -346,6 +369,7 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
         "note": "layout NHWC -> NCHW inside the graph; float16 weights widened to float32; "
                 "Convolution2DTransposeBias -> ConvTranspose with bias; output clamped to [0, 1]"}}
     model_res, refine_res, name, base_name = 256, 512, f"mediapipe-selfie-{variant}", None
+    runtime = {}
     if ref is not None:
         stages = ["refiner"] + (["depth"] if depth and ref.resolve("depth", "onnx") is not None else [])
         for stage in stages:
@@ -353,16 +377,16 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
             artifacts.append(a)
             provenance[stage] = {"bundle": holder.name, "producer": holder.producer}
         model_res, refine_res, name = ref.model_res, ref.refine_res, "real-world"
+        runtime = refiner_hints(ref)
     elif base_b is not None:
         model_res, refine_res, name, base_name = base_b.model_res, base_b.refine_res, "real-world", base
+        runtime = refiner_hints(base_b)
     bundle = Bundle(root=out, name=name, artifacts=tuple(artifacts), model_res=model_res, refine_res=refine_res,
                     producer={"onnx": onnx.__version__, "tflite": version("tflite"), "opset": OPSET,
                               "converter": f"export.tflite_to_onnx {CONVERTER_VERSION}"},
                     provenance=provenance, base=base_name,
                     base_stages=("refiner", "depth") if depth else ("refiner",) if base_name else None,
-                    # our refiner learnt on whole crops: tiles need context or their zero-padded
-                    # borders show as seams on real photos (bench/RESULTS.md)
-                    runtime={"patch_context": 4} if name == "real-world" else {})
+                    runtime=runtime)
     write_bundle(bundle)
     if old is not None:  # files the previous manifest listed and this one does not
         keep = {a.file for a in artifacts}
@@ -383,10 +407,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wheel", type=Path, help=f"a {PACKAGE}-{VERSION} wheel file (default: download into the cache)")
     p.add_argument("--out", type=Path, help=f"bundle folder (default: {real_world_bundle_dir()})")
     ref = p.add_mutually_exclusive_group()
-    ref.add_argument("--with-refiner", nargs="?", type=Path, const=default_bundle_dir(), metavar="BUNDLE_DIR",
+    ref.add_argument("--with-refiner", nargs="?", type=Path, const=shipped_bundle_dir("segmenter-refiner"),
+                     metavar="BUNDLE_DIR",
                      help="copy the refiner (and depth) from this bundle into the output, making it self-contained "
-                          "(no value: the shipped bundle). Default: copy nothing and name the shipped bundle as the "
-                          "manifest's base, so the runtime takes the refiner (and depth with --depth) from it")
+                          "(no value: the shipped segmenter-refiner bundle, which has no depth). Default: copy "
+                          "nothing and name a shipped bundle as the manifest's base, so the runtime takes the "
+                          "refiner from it: segmenter-refiner, or default (refiner and depth) with --depth")
     ref.add_argument("--no-refiner", action="store_true", help="write only the imported coarse model, no base")
     p.add_argument("--depth", action="store_true",
                    help="also use our depth model (trained on generated scenes: off by default for real footage)")
@@ -396,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     from export.tflite_to_onnx import ConversionError
     try:
         r = import_mediapipe_selfie(out, variant=a.variant, wheel=a.wheel, refiner_bundle=a.with_refiner,
-                                    depth=a.depth, base=None if a.no_refiner else "default",
+                                    depth=a.depth, base=None if a.no_refiner else base_for(a.depth),
                                     check=not a.no_check)
     except (ImportCoarseError, ConversionError, BundleError) as e:
         print(f"import_coarse: {e}", file=sys.stderr)

@@ -23,7 +23,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from export import import_coarse as ic  # noqa: E402
 from export.tflite_to_onnx import ConversionError, convert, op_histogram  # noqa: E402
-from wbg_edge.bundle import default_bundle_dir, load_bundle, sha256_file  # noqa: E402
+from wbg_edge.bundle import default_bundle_dir, load_bundle, sha256_file, shipped_bundle_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,11 +52,12 @@ def test_import_writes_bundle_with_provenance(general, wheel):
     b = load_bundle(general.bundle.root)
     assert b.stages() == {"coarse"} and b.name == "real-world"
     assert sorted(p.name for p in b.root.glob("*.onnx")) == [general.artifact.file]
-    # the refiner comes from the shipped bundle, named as the base; its depth model is not borrowed
-    # (trained on generated scenes, it misleads the refiner on real photos)
-    assert b.base == "default" and b.base_stages == ("refiner",)
+    # the refiner comes from the shipped segmenter-refiner bundle (trained for segmenter masks on photos),
+    # named as the base; no depth (ours, trained on generated scenes, misleads the refiner on real photos)
+    assert b.base == "segmenter-refiner" and b.base_stages == ("refiner",)
     holder, ref = b.resolve("refiner")
-    assert holder.root == default_bundle_dir() and holder.verify(ref)
+    assert holder.root == shipped_bundle_dir("segmenter-refiner") and holder.verify(ref)
+    assert holder.provenance["refiner"]["recipe"] == "training.recipes.real_world"
     assert b.resolve("depth") is None and b.available_stages() == {"coarse", "refiner"}
     a = b.find("coarse")
     b.verify(a)
@@ -135,8 +136,14 @@ def test_real_world_bundle_copies_refiner_and_depth(wheel, tmp_path):
 
 def test_cli(wheel, tmp_path, capsys):
     assert ic.main(["mediapipe-selfie", "--wheel", str(wheel), "--out", str(tmp_path / "c"), "--no-check"]) == 0
-    assert "base bundle 'default'" in capsys.readouterr().out
-    assert load_bundle(tmp_path / "c").base == "default"
+    assert "base bundle 'segmenter-refiner'" in capsys.readouterr().out
+    assert load_bundle(tmp_path / "c").base == "segmenter-refiner"
+    # with our depth model: depth and the refiner that learnt with it, from the default bundle, with context
+    assert ic.main(["mediapipe-selfie", "--wheel", str(wheel), "--out", str(tmp_path / "c"), "--no-check",
+                    "--depth"]) == 0
+    b = load_bundle(tmp_path / "c")
+    assert (b.base, b.base_stages, b.runtime) == ("default", ("refiner", "depth"), {"patch_context": 4})
+    assert b.resolve("refiner")[0].root == default_bundle_dir()
     assert ic.main(["mediapipe-selfie", "--wheel", str(wheel), "--out", str(tmp_path / "c"), "--no-check",
                     "--no-refiner"]) == 0
     b = load_bundle(tmp_path / "c")
@@ -290,7 +297,8 @@ def test_pipeline_runs_real_world_bundle(wheel, tmp_path, copy):
     if "grace_hopper" not in photos:
         pytest.skip("matplotlib's grace_hopper.jpg is not available")
     out = tmp_path / "rw"
-    ic.import_mediapipe_selfie(out, wheel=wheel, refiner_bundle=default_bundle_dir() if copy else None, check=False)
+    ic.import_mediapipe_selfie(out, wheel=wheel, refiner_bundle=shipped_bundle_dir("segmenter-refiner") if copy
+                               else None, check=False)
     try:
         p = pipeline.Pipeline(pipeline.PipelineConfig(bundle=str(out), mode="alpha", threads=2))
     except BundleError as e:
@@ -307,12 +315,89 @@ def test_pipeline_runs_real_world_bundle(wheel, tmp_path, copy):
     assert np.concatenate([alpha[:20, :20].ravel(), alpha[:20, -20:].ravel()]).mean() < 0.1
 
 
-def test_real_world_bundle_asks_for_patch_context(general):
-    """The bundle's runtime hint sets the Pipeline's tile context; an explicit config value wins."""
+def test_real_world_bundle_takes_the_refiners_patch_context(general, wheel, tmp_path):
+    """The refiner's runtime hint travels into the real-world bundle and sets the Pipeline's tile context;
+    an explicit config value wins. The segmenter refiner learnt 32x32 patches with 4 px of context."""
     from wbg_edge.pipeline import Pipeline, PipelineConfig
 
     b = load_bundle(general.bundle.root)
-    assert b.runtime == {"patch_context": 4}
+    assert b.runtime == load_bundle(shipped_bundle_dir("segmenter-refiner")).runtime == {"patch_context": 4}
     assert Pipeline(PipelineConfig(bundle=str(b.root))).patch_context == 4
-    assert Pipeline(PipelineConfig(bundle=str(b.root), patch_context=0)).patch_context == 0
-    assert Pipeline(PipelineConfig()).patch_context == 0  # the shipped bundle asks for none
+    assert Pipeline(PipelineConfig(bundle=str(b.root), patch_context=2)).patch_context == 2
+    # the default refiner (whole-crop training) needs 4 px of context on photos, copied or borrowed
+    ic.import_mediapipe_selfie(tmp_path / "d", wheel=wheel, refiner_bundle=default_bundle_dir(), check=False)
+    assert load_bundle(tmp_path / "d").runtime == {"patch_context": 4}
+    assert Pipeline(PipelineConfig(bundle=str(tmp_path / "d"))).patch_context == 4
+    assert Pipeline(PipelineConfig()).patch_context == 0  # the shipped default bundle asks for none
+
+
+# -- the shipped segmenter refiner and its recipe -----------------------------------------------------
+def test_segmenter_refiner_bundle_is_shipped_and_checked(tmp_path):
+    b = load_bundle(shipped_bundle_dir("segmenter-refiner"))
+    assert b.name == "segmenter-refiner" and b.stages() == {"refiner"} and b.base is None
+    assert {a.precision for a in b.artifacts} == {"fp32", "fp16"}
+    for a in b.artifacts:
+        assert b.verify(a).stat().st_size < 64_000  # small enough to ship in the wheel
+        assert a.contract == "refiner" and a.inputs == {"input": ["N", 5, "H", "W"]}
+    assert b.find("refiner", precision="fp16").validation["passed"]
+    # a real-world bundle borrowing a tampered refiner is refused by hash, as everywhere else
+    import shutil
+
+    from wbg_edge.bundle import Bundle, BundleError
+    shutil.copytree(b.root, tmp_path / "ref")
+    f = tmp_path / "ref" / "refiner.onnx"
+    f.write_bytes(f.read_bytes()[:-1] + b"\0")
+    (tmp_path / "rw").mkdir()
+    rw = Bundle(root=tmp_path / "rw", name="rw", artifacts=(), base="../ref", base_stages=("refiner",))
+    holder, a = rw.resolve("refiner")
+    with pytest.raises(BundleError, match="refiner.onnx: SHA-256 .* does not match the manifest"):
+        holder.verify(a)
+
+
+def test_segmenter_refiner_beats_the_mask_on_held_out_scenes():
+    """The shipped refiner, run as the runtime runs it (32x32 band tiles with 4 px of context, D = 0), on
+    scenes from photos it never saw with segmenter-like masks: boundary SAD and gradient error below the mask's."""
+    pytest.importorskip("skimage")
+    from training.data.photo_scenes import VALIDATION_PHOTOS, SceneConfig, make_scene
+    from training.metrics import gradient_error, sad
+    from training.recipes.real_world import refine_tiles
+
+    b = load_bundle(shipped_bundle_dir("segmenter-refiner"))
+    s = ort.InferenceSession(str(b.verify(b.find("refiner", precision="fp32"))), providers=["CPUExecutionProvider"])
+    totals = np.zeros(4)
+    for i in range(4):
+        sc = make_scene(99, i, SceneConfig(size=128, photos=VALIDATION_PHOTOS))
+        gt, coarse = sc["alpha"], sc["coarse"]
+        refined = refine_tiles(lambda x: s.run(["delta"], {"input": x})[0], sc["image"], coarse, 32,
+                               b.runtime["patch_context"])
+        unknown = (gt > 0.01) & (gt < 0.99)
+        totals += [sad(coarse, gt, unknown), sad(refined, gt, unknown),
+                   gradient_error(coarse, gt, unknown), gradient_error(refined, gt, unknown)]
+    assert totals[1] < totals[0] and totals[3] < totals[2], totals
+
+
+def test_real_world_recipe_quick_is_deterministic(tmp_path):
+    """--quick trains, validates and exports a loadable bundle; the same seed gives the same weights."""
+    from training.recipes import real_world
+
+    args = ["--quick", "--no-progress", "--out", str(tmp_path / "a"), "--bundle", str(tmp_path / "bundle")]
+    assert real_world.main(args) == 0
+    b = load_bundle(tmp_path / "bundle")
+    assert b.stages() == {"refiner"} and b.runtime == {"patch_context": 4}
+    s = ort.InferenceSession(str(b.verify(b.find("refiner"))), providers=["CPUExecutionProvider"])
+    assert s.run(["delta"], {"input": np.zeros((3, 5, 32, 32), np.float32)})[0].shape == (3, 1, 32, 32)
+    ev = json.loads((tmp_path / "a" / "eval.json").read_text())["validation"]
+    assert {"sad_mask", "sad_refined", "grad_mask", "grad_refined"} <= set(ev)
+    assert real_world.main(["--quick", "--no-progress", "--out", str(tmp_path / "b"), "--no-bundle"]) == 0
+    a, b = ((tmp_path / d / "refiner.safetensors").read_bytes() for d in "ab")
+    assert a == b
+
+
+def test_scenes_never_use_the_evaluation_photos():
+    from training.data import photo_scenes
+
+    for name in (*photo_scenes.TRAIN_PHOTOS, *photo_scenes.VALIDATION_PHOTOS):
+        assert not any(e in name for e in photo_scenes.EVALUATION_PHOTOS)
+    assert not set(photo_scenes.TRAIN_PHOTOS) & set(photo_scenes.VALIDATION_PHOTOS)
+    with pytest.raises(ValueError, match="evaluation photo"):
+        photo_scenes.photo("astronaut.png")
