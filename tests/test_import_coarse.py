@@ -358,6 +358,7 @@ def test_segmenter_refiner_beats_the_mask_on_held_out_scenes():
     """The shipped refiner, run as the runtime runs it (32x32 band tiles with 4 px of context, D = 0), on
     scenes from photos it never saw with segmenter-like masks: boundary SAD and gradient error below the mask's."""
     pytest.importorskip("skimage")
+    pytest.importorskip("torch", reason="the [train] extra (torch) is not installed")  # refine_tiles' module
     from training.data.photo_scenes import VALIDATION_PHOTOS, SceneConfig, make_scene
     from training.metrics import gradient_error, sad
     from training.recipes.real_world import refine_tiles
@@ -378,6 +379,8 @@ def test_segmenter_refiner_beats_the_mask_on_held_out_scenes():
 
 def test_real_world_recipe_quick_is_deterministic(tmp_path):
     """--quick trains, validates and exports a loadable bundle; the same seed gives the same weights."""
+    pytest.importorskip("torch", reason="the [train] extra (torch) is not installed")
+    pytest.importorskip("skimage", reason="scikit-image (its sample photos make the scenes) is not installed")
     from training.recipes import real_world
 
     args = ["--quick", "--no-progress", "--out", str(tmp_path / "a"), "--bundle", str(tmp_path / "bundle")]

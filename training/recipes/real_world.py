@@ -72,7 +72,7 @@ def band_of(coarse: np.ndarray, dilation: int = 2) -> np.ndarray:
 
 
 def scene_tensor(s: dict) -> np.ndarray:
-    """(8, S, S): R,G,B, D = 0, coarse | alpha | (fg and bg are folded into the comp loss via image)."""
+    """(12, S, S): R,G,B, D = 0, coarse (the refiner's input) | alpha | fg R,G,B | bg R,G,B (for the losses)."""
     z = np.zeros_like(s["alpha"])
     return np.stack([*s["image"].transpose(2, 0, 1), z, s["coarse"], s["alpha"],
                      *s["fg"].transpose(2, 0, 1), *s["bg"].transpose(2, 0, 1)]).astype(np.float32)
