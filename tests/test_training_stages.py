@@ -10,7 +10,7 @@ from training import checkpoint
 from training.data.augment import AugmentConfig
 from training.data.stream import DataConfig, Stream
 from training.models import build_model, default_config
-from training.train import TrainConfig, main, parse_args, stage_loss, train
+from training.train import TrainConfig, data_stream, main, parse_args, stage_loss, train
 
 BASE = TrainConfig(steps=40, batch_size=4, crop=64, lr=5e-3, log_every=5, progress=False, seed=0)
 
@@ -116,3 +116,13 @@ def test_semi_weight_marks_veil_interiors_not_soft_edges():
     w = fractional_interior(torch.from_numpy(a)[None, None])[0, 0].numpy()
     assert w[32, 16] == 1 and w[32, 21] == 1 and w[32, 27] == 0 and w[:, 34:].max() == 0 and w[5, 5] == 0
     assert parse_args(["--stage", "refiner-synthetic", "--lambda-semi", "20"]).lambda_semi == 20
+
+
+def test_p_semi_puts_veils_in_more_scenes_and_the_default_keeps_the_stream():
+    cfg = replace(BASE, crop=32)
+    assert data_stream(cfg).scene == Stream(DataConfig(augment=AugmentConfig(crop=32)), 0).scene  # same bytes
+    def veils(c):
+        return sum(bool(data_stream(c).sample(i)["flags"]["semi_transparent"]) for i in range(40))
+
+    assert veils(replace(cfg, p_semi=0.9)) > veils(cfg) + 10
+    assert parse_args(["--stage", "refiner-synthetic", "--p-semi", "0.8"]).p_semi == 0.8

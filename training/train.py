@@ -34,6 +34,7 @@ from training import checkpoint, losses
 from training.data.augment import AugmentConfig
 from training.data.degrade import degrade_alpha
 from training.data.stream import DataConfig, Stream
+from training.data.synthetic import SceneConfig
 from training.models import build_model, default_config, refine
 
 STAGES = {"depth": "depth", "matting": "matting", "refiner-wild": "refiner", "refiner-synthetic": "refiner"}
@@ -62,6 +63,7 @@ class TrainConfig:
     lambda_grad: float = 1.0
     lambda_consistency: float = 1.0
     lambda_semi: float = 0.0     # refiner-synthetic: extra L1 weight inside semi-transparent regions of the GT
+    p_semi: float = 0.3          # share of generated scenes with a veil (synthetic.SceneConfig.p_semi)
     boundary_fraction: float = 0.7
     depth_dropout: float = 0.3
     coarse_source: str = "mixed"  # model | cached | degraded | mixed (model or degraded per sample)
@@ -184,6 +186,13 @@ def stage_loss(cfg: TrainConfig, model, matting, batch: dict, rng: np.random.Gen
 # ---------------------------------------------------------------------------------------------
 
 
+def data_stream(cfg: TrainConfig) -> Stream:
+    """The run's samples: generated scenes at 1.25x the crop side (a veil in p_semi of them) and/or folders."""
+    aug = AugmentConfig(crop=cfg.crop, boundary_fraction=cfg.boundary_fraction)
+    scene = SceneConfig(size=cfg.crop + cfg.crop // 4, p_semi=cfg.p_semi)
+    return Stream(DataConfig(sources=tuple(cfg.data), augment=aug, scene=scene), cfg.seed)
+
+
 def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
     """Linear warm-up over 5% of the run, then cosine decay to 5% of the peak."""
     warm = max(1, total // 20)
@@ -303,8 +312,7 @@ def train(cfg: TrainConfig) -> torch.nn.Module:
 
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    aug = AugmentConfig(crop=cfg.crop, boundary_fraction=cfg.boundary_fraction)
-    stream = Stream(DataConfig(sources=tuple(cfg.data), augment=aug), cfg.seed)
+    stream = data_stream(cfg)
     train_meta = {**asdict(cfg), "data": list(cfg.data), "world_size": world}
 
     def save(at: int) -> None:
@@ -388,6 +396,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                    help="weight of the consistency losses (refiner-wild)")
     p.add_argument("--lambda-semi", type=float, default=d.lambda_semi,
                    help="refiner-synthetic: extra L1 alpha weight inside semi-transparent regions (veils)")
+    p.add_argument("--p-semi", type=float, default=d.p_semi,
+                   help="share of generated scenes with a semi-transparent veil (more for refiner-synthetic)")
     p.add_argument("--boundary-fraction", type=float, default=d.boundary_fraction,
                    help="share of crops centred on the alpha boundary")
     p.add_argument("--depth-dropout", type=float, default=d.depth_dropout, help="probability of feeding D = 0")
