@@ -98,3 +98,18 @@ def test_cache_depth_and_coarse_from_checkpoints(quick, tmp_path):
         cache(CacheConfig(kind="coarse", data=str(data), model=str(quick / "a" / "depth.safetensors")))
     with pytest.raises(DatasetError, match="nope.onnx"):
         cache(CacheConfig(kind="coarse", data=str(data), model=str(tmp_path / "nope.onnx")))
+
+
+def test_exported_bundle_records_metrics_it_reproduces(quick, tmp_path):
+    """What the recipe does after export: the ONNX bundle's held-out fingerprint, recomputed equal."""
+    pytest.importorskip("onnxruntime")
+    from training import bundle_metrics
+    from training.recipes.default import export_bundle
+
+    if not export_bundle(quick / "a", tmp_path / "bundle", lambda _m: None):
+        pytest.skip("export extra not installed")
+    cfg = bundle_metrics.BundleMetricsConfig(n=2)
+    rec = bundle_metrics.record(tmp_path / "bundle", tmp_path / "metrics.json", cfg)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == rec
+    assert {"band_sad_coarse", "band_sad_refined_fp16", "whole_sad_coarse_depthnet"} <= set(rec["metrics"])
+    assert bundle_metrics.mismatches(rec, bundle_metrics.compute(tmp_path / "bundle", cfg)) == []
