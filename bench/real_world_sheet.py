@@ -12,7 +12,8 @@ The bundle defaults to the installed real-world bundle (`export.import_coarse.re
 imported on the fly into a temporary folder when it is not there. The refined
 column and the composite come from the public `wbg_edge.pipeline.Pipeline`; without it the sheet shows the
 coarse mask only and composites that. Prints a markdown table: agreement of refined and coarse masks
-(IoU at 0.5), the share of soft pixels (0.02 < alpha < 0.98) in each, and two measures of how well each
+(IoU at 0.5, on the interior = outside the 12 px boundary band, and on the whole photo), the share of
+soft pixels (0.02 < alpha < 0.98) in each, and two measures of how well each
 matte's edges follow the photo's, in the boundary band: edge agreement (correlation of |grad alpha| and
 |grad photo|) and edge contrast (the photo's gradient where the matte changes, over its band mean: > 1 when
 the matte's transitions sit on the photo's edges).
@@ -80,10 +81,23 @@ def tile(img: np.ndarray, label: str) -> np.ndarray:
     return t
 
 
-def _band_gradients(alpha: np.ndarray, bgr: np.ndarray, coarse: np.ndarray, band_px: int = 12):
-    """(|grad alpha|, |grad photo|) inside the boundary band: the coarse mask's 0.5 contour dilated by band_px."""
+def boundary_band(coarse: np.ndarray, band_px: int = 12) -> np.ndarray:
+    """The coarse mask's 0.5 contour dilated by band_px: where the refiner may move the edge."""
     edge = cv2.Canny(((coarse > 0.5) * 255).astype(np.uint8), 1, 1) > 0
-    band = cv2.dilate(edge.astype(np.uint8), np.ones((2 * band_px + 1,) * 2, np.uint8)) > 0
+    return cv2.dilate(edge.astype(np.uint8), np.ones((2 * band_px + 1,) * 2, np.uint8)) > 0
+
+
+def iou(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
+    """IoU of the two mattes thresholded at 0.5, over `where` (all pixels when None)."""
+    a, b = a > 0.5, b > 0.5
+    if where is not None:
+        a, b = a[where], b[where]
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def _band_gradients(alpha: np.ndarray, bgr: np.ndarray, coarse: np.ndarray, band_px: int = 12):
+    """(|grad alpha|, |grad photo|) inside the boundary band (`boundary_band`)."""
+    band = boundary_band(coarse, band_px)
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255
 
     def grad(x):
@@ -143,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if not photos:
         print("no sample photos (install scikit-image and matplotlib)", file=sys.stderr)
         return 1
-    rows, table = [], ["| photo | IoU refined vs coarse (a > 0.5) | soft pixels coarse / refined "
+    rows, table = [], ["| photo | IoU refined vs coarse (a > 0.5): interior / whole | soft pixels coarse / refined "
                        "| edge agreement coarse / refined | edge contrast coarse / refined |", "|---|---|---|---|---|"]
     for name, rgb in photos.items():
         bgr = np.ascontiguousarray(rgb[..., ::-1])
@@ -153,12 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         if r is not None:
             ar, comp = r
             tiles += [tile(ar, "refined"), tile(comp, "composite (refined)")]
-            inter = ((ac > 0.5) & (ar > 0.5)).sum()
-            union = max(((ac > 0.5) | (ar > 0.5)).sum(), 1)
+            interior = ~boundary_band(ac)
             soft = [float(((x > 0.02) & (x < 0.98)).mean()) for x in (ac, ar)]
             agree = [edge_agreement(x, bgr, ac) for x in (ac, ar)]
             contrast = [edge_contrast(x, bgr, ac) for x in (ac, ar)]
-            table.append(f"| {name} | {inter / union:.3f} | {soft[0]:.1%} / {soft[1]:.1%} "
+            table.append(f"| {name} | {iou(ac, ar, interior):.3f} / {iou(ac, ar):.3f} | {soft[0]:.1%} / {soft[1]:.1%} "
                          f"| {agree[0]:.3f} / {agree[1]:.3f} | {contrast[0]:.2f} / {contrast[1]:.2f} |")
         else:
             tiles.append(tile(composite(bgr, ac, a.colour), "composite (coarse)"))
