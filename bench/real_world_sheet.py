@@ -36,6 +36,7 @@ from export.import_coarse import (  # noqa: E402
     sample_photos,
     to_model_input,
 )
+from training.metrics import contour_band, edge_agreement, edge_contrast  # noqa: E402
 from wbg_edge.bundle import load_bundle  # noqa: E402
 
 ROW = 256  # row height of the sheet, pixels
@@ -81,12 +82,6 @@ def tile(img: np.ndarray, label: str) -> np.ndarray:
     return t
 
 
-def boundary_band(coarse: np.ndarray, band_px: int = 12) -> np.ndarray:
-    """The coarse mask's 0.5 contour dilated by band_px: where the refiner may move the edge."""
-    edge = cv2.Canny(((coarse > 0.5) * 255).astype(np.uint8), 1, 1) > 0
-    return cv2.dilate(edge.astype(np.uint8), np.ones((2 * band_px + 1,) * 2, np.uint8)) > 0
-
-
 def iou(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
     """IoU of the two mattes thresholded at 0.5, over `where` (all pixels when None)."""
     a, b = a > 0.5, b > 0.5
@@ -95,30 +90,8 @@ def iou(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
     return float((a & b).sum() / max((a | b).sum(), 1))
 
 
-def _band_gradients(alpha: np.ndarray, bgr: np.ndarray, coarse: np.ndarray, band_px: int = 12):
-    """(|grad alpha|, |grad photo|) inside the boundary band (`boundary_band`)."""
-    band = boundary_band(coarse, band_px)
-    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255
-
-    def grad(x):
-        return np.hypot(cv2.Sobel(x, cv2.CV_32F, 1, 0), cv2.Sobel(x, cv2.CV_32F, 0, 1))[band]
-
-    return grad(alpha.astype(np.float32)), grad(gray)
-
-
-def edge_agreement(alpha: np.ndarray, bgr: np.ndarray, coarse: np.ndarray, band_px: int = 12) -> float:
-    """How well the matte's edges follow the photo's: Pearson correlation of |grad alpha| and
-    |grad image| inside the boundary band (the coarse mask's 0.5 contour dilated by `band_px`)."""
-    ga, gi = _band_gradients(alpha, bgr, coarse, band_px)
-    return float(np.corrcoef(ga, gi)[0, 1])
-
-
-def edge_contrast(alpha: np.ndarray, bgr: np.ndarray, coarse: np.ndarray, band_px: int = 12) -> float:
-    """The photo's mean |grad| weighted by |grad alpha|, over its plain mean in the band: how much stronger
-    than average the photo's edges are where the matte changes (1 = no relation). Unlike the correlation it
-    does not ask the matte to change at every photo edge (texture inside the subject has edges too)."""
-    ga, gi = _band_gradients(alpha, bgr, coarse, band_px)
-    return float((ga * gi).sum() / max(ga.sum(), 1e-12) / max(gi.mean(), 1e-12))
+def photo_gray(bgr: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255
 
 
 def validation_photos() -> dict[str, np.ndarray]:
@@ -167,10 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         if r is not None:
             ar, comp = r
             tiles += [tile(ar, "refined"), tile(comp, "composite (refined)")]
-            interior = ~boundary_band(ac)
+            band, gray = contour_band(ac), photo_gray(bgr)  # the 12 px band around the segmenter's contour
+            interior = ~band
             soft = [float(((x > 0.02) & (x < 0.98)).mean()) for x in (ac, ar)]
-            agree = [edge_agreement(x, bgr, ac) for x in (ac, ar)]
-            contrast = [edge_contrast(x, bgr, ac) for x in (ac, ar)]
+            agree = [edge_agreement(x, gray, band) for x in (ac, ar)]
+            contrast = [edge_contrast(x, gray, band) for x in (ac, ar)]
             table.append(f"| {name} | {iou(ac, ar, interior):.3f} / {iou(ac, ar):.3f} | {soft[0]:.1%} / {soft[1]:.1%} "
                          f"| {agree[0]:.3f} / {agree[1]:.3f} | {contrast[0]:.2f} / {contrast[1]:.2f} |")
         else:

@@ -80,6 +80,38 @@ def boundary_band(gt: np.ndarray, radius: int = 8) -> np.ndarray:
     return cv2.dilate(edge.astype(np.uint8), k).astype(bool)
 
 
+def contour_band(mask: np.ndarray, band_px: int = 12) -> np.ndarray:
+    """The 0.5 contour of a (coarse) mask dilated by `band_px`: where a refiner may move the edge."""
+    edge = cv2.Canny(((mask > 0.5) * 255).astype(np.uint8), 1, 1) > 0
+    return cv2.dilate(edge.astype(np.uint8), np.ones((2 * band_px + 1,) * 2, np.uint8)) > 0
+
+
+def _band_gradients(alpha: np.ndarray, gray: np.ndarray, band: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(|grad alpha|, |grad image|) inside `band` (Sobel, float32)."""
+    def grad(x):
+        x = x.astype(np.float32)
+        return np.hypot(cv2.Sobel(x, cv2.CV_32F, 1, 0), cv2.Sobel(x, cv2.CV_32F, 0, 1))[band]
+
+    return grad(alpha), grad(gray)
+
+
+def edge_agreement(alpha: np.ndarray, gray: np.ndarray, band: np.ndarray) -> float:
+    """How well a matte's edges follow the image's: Pearson correlation of |grad alpha| and |grad gray|
+    inside `band` (NaN when the band is empty). Images without ground truth (real photos) need this."""
+    if not band.any():
+        return float("nan")
+    ga, gi = _band_gradients(alpha, gray, band)
+    return float(np.corrcoef(ga, gi)[0, 1])
+
+
+def edge_contrast(alpha: np.ndarray, gray: np.ndarray, band: np.ndarray) -> float:
+    """The image's mean |grad| weighted by |grad alpha|, over its plain mean in `band`: how much stronger
+    than average the image's edges are where the matte changes (1 = no relation). Unlike the correlation
+    it does not ask the matte to change at every image edge (texture inside the subject has edges too)."""
+    ga, gi = _band_gradients(alpha, gray, band)
+    return float((ga * gi).sum() / max(ga.sum(), 1e-12) / max(gi.mean(), 1e-12))
+
+
 METRICS = {"sad": sad, "mse": mse, "grad": gradient_error, "conn": connectivity_error}
 
 

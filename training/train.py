@@ -193,13 +193,13 @@ def data_stream(cfg: TrainConfig) -> Stream:
     return Stream(DataConfig(sources=tuple(cfg.data), augment=aug, scene=scene), cfg.seed)
 
 
-def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+def lr_at(peak: float, step: int, total: int) -> float:
     """Linear warm-up over 5% of the run, then cosine decay to 5% of the peak."""
     warm = max(1, total // 20)
     if step < warm:
-        return cfg.lr * (step + 1) / warm
+        return peak * (step + 1) / warm
     t = (step - warm) / max(1, total - warm)
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def _frozen_matting(cfg: TrainConfig, out: Path):
@@ -342,7 +342,7 @@ def train(cfg: TrainConfig) -> torch.nn.Module:
                 pending = pool.submit(stream.batch, step + 1, cfg.batch_size, rank, world)
             rng = np.random.default_rng([cfg.seed, step, rank, 99])
             for g in opt.param_groups:
-                g["lr"] = lr_at(cfg, step, total)
+                g["lr"] = lr_at(cfg.lr, step, total)
             loss, parts = stage_loss(cfg, net, matting, batch, rng)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -350,7 +350,7 @@ def train(cfg: TrainConfig) -> torch.nn.Module:
             opt.step()
             step += 1
             if step % cfg.log_every == 0 or step == total or step == 1:
-                log.append({"step": step, "loss": loss.item(), "lr": lr_at(cfg, step - 1, total),
+                log.append({"step": step, "loss": loss.item(), "lr": lr_at(cfg.lr, step - 1, total),
                             "parts": {k: v.item() for k, v in parts.items()}})
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             bar.update(1)

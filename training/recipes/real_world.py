@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -37,6 +36,7 @@ import torch.nn.functional as F
 from training import checkpoint
 from training.data.photo_scenes import VALIDATION_PHOTOS, SceneConfig, make_scene
 from training.models import ModelConfig, build_model
+from training.train import lr_at
 
 BAND_LO, BAND_HI = 1 / 255, 254 / 255  # the runtime's band (wbg_edge/band.py)
 
@@ -146,23 +146,9 @@ def refine_tiles(run, image: np.ndarray, coarse: np.ndarray, p: int = 32, c: int
     return out
 
 
-def edge_agreement(alpha: np.ndarray, image: np.ndarray, coarse: np.ndarray, band_px: int = 12) -> float:
-    """Correlation of |grad alpha| and |grad image| near the coarse contour (as bench/real_world_sheet.py)."""
-    edge = cv2.Canny(((coarse > 0.5) * 255).astype(np.uint8), 1, 1) > 0
-    band = cv2.dilate(edge.astype(np.uint8), np.ones((2 * band_px + 1,) * 2, np.uint8)) > 0
-    gray = cv2.cvtColor(image.astype(np.float32), cv2.COLOR_RGB2GRAY)
-
-    def grad(a):
-        return np.hypot(cv2.Sobel(a, cv2.CV_32F, 1, 0), cv2.Sobel(a, cv2.CV_32F, 0, 1))[band]
-
-    if not band.any():
-        return float("nan")
-    return float(np.corrcoef(grad(alpha.astype(np.float32)), grad(gray))[0, 1])
-
-
 def validate(model: torch.nn.Module, cfg: RecipeConfig, seed: int) -> dict:
     """Boundary SAD and gradient error (training.metrics) of refined vs mask on held-out scenes."""
-    from training.metrics import gradient_error, sad
+    from training.metrics import contour_band, edge_agreement, gradient_error, sad
 
     model.eval()
     scene_cfg = SceneConfig(size=cfg.val_size, photos=VALIDATION_PHOTOS)
@@ -176,24 +162,17 @@ def validate(model: torch.nn.Module, cfg: RecipeConfig, seed: int) -> dict:
         # boundary band: the unknown region of a trimap made by dilating the true alpha edge
         unknown = ((gt > 0.01) & (gt < 0.99)) | (cv2.Canny(((gt > 0.5) * 255).astype(np.uint8), 1, 1) > 0)
         band = cv2.dilate(unknown.astype(np.uint8), np.ones((13, 13), np.uint8)) > 0
+        gray, contour = cv2.cvtColor(s["image"], cv2.COLOR_RGB2GRAY), contour_band(coarse)
         for name, a in (("mask", coarse), ("refined", refined)):
             rows[f"sad_{name}"].append(sad(a, gt, band))
             rows[f"grad_{name}"].append(gradient_error(a, gt, band))
-            rows[f"edge_{name}"].append(edge_agreement(a, s["image"], coarse))
+            rows[f"edge_{name}"].append(edge_agreement(a, gray, contour))
     model.train()
     return {k: float(np.nanmean(v)) for k, v in rows.items()} | {"scenes": cfg.val_scenes, "seed": seed,
                                                                   "photos": list(VALIDATION_PHOTOS)}
 
 
 # -- the run ------------------------------------------------------------------------------------------
-def lr_at(cfg: RecipeConfig, step: int) -> float:
-    warm = max(1, cfg.steps // 20)
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    t = (step - warm) / max(1, cfg.steps - warm)
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
-
-
 def train(cfg: RecipeConfig, log=lambda _m: None) -> tuple[torch.nn.Module, dict]:
     torch.set_num_threads(1)  # bit-reproducible, and fastest on a shared 2-core box (training/train.py)
     cv2.setNumThreads(1)
@@ -217,7 +196,7 @@ def train(cfg: RecipeConfig, log=lambda _m: None) -> tuple[torch.nn.Module, dict
         rng = np.random.default_rng([cfg.seed, step, 7])
         x = crops(rng, pool, bands, cfg.batch, cfg.patch + 2 * cfg.context)
         for g in opt.param_groups:
-            g["lr"] = lr_at(cfg, step)
+            g["lr"] = lr_at(cfg.lr, step, cfg.steps)
         loss, parts = loss_of(model, x, cfg.context)
         opt.zero_grad(set_to_none=True)
         loss.backward()
