@@ -37,8 +37,7 @@ from training import checkpoint
 from training.data.photo_scenes import VALIDATION_PHOTOS, SceneConfig, make_scene
 from training.models import ModelConfig, build_model
 from training.train import lr_at
-
-BAND_LO, BAND_HI = 1 / 255, 254 / 255  # the runtime's band (wbg_edge/band.py)
+from wbg_edge.band import BAND_HI, BAND_LO  # where the runtime refines
 
 
 @dataclass(frozen=True)
