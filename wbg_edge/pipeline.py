@@ -721,9 +721,10 @@ class Pipeline:
             p = self.config.patch_size
             if patches is not None and self.patch_context:
                 packed, delta = self._inner(b, packed, delta, patches - windows, p)
+            smooth = prev is not None and self.config.smoothing > 0  # else reading prev costs a frame of traffic
             native.refine_finish(packed, delta, frame, alpha_out, patches=patches, refine_size=slot.geom.refine,
                                  alpha_coarse=alpha_coarse, mode=self.mode, background=background, out=image_out,
-                                 prev_alpha=prev, smoothing=self.config.smoothing if prev is not None else 0.0)
+                                 prev_alpha=prev if smooth else None, smoothing=self.config.smoothing if smooth else 0.0)
             tm["finish"] = (time.perf_counter() - t0) * 1e3
         else:
             self._passthrough(frame, prev, alpha_out, image_out, background)
