@@ -429,3 +429,23 @@ def test_concurrent_calls_from_several_threads_agree(monkeypatch):
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_thread_budget_is_per_calling_thread(monkeypatch):
+    """The overlapped stream's background lanes run the op single-threaded; other threads keep their default."""
+    import threading
+
+    monkeypatch.setenv("WBG_EDGE_NATIVE_THREADS", "2")
+    seen = {}
+
+    def lane() -> None:
+        native.set_thread_budget(1)
+        c = case(3, 60, 80, 32, 64, 16, 32)
+        a = np.empty((60, 80), np.float32)
+        native.refine_finish(packed_of(c, 32, 64), c["delta"], c["frame"], a, mode=None)  # still works
+        seen["lane"] = native._threads()
+
+    t = threading.Thread(target=lane)
+    t.start()
+    t.join()
+    assert seen["lane"] == 1 and native._threads() == 2

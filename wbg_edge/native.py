@@ -145,8 +145,19 @@ def native_backend() -> str:
     return "cpu-native" if _cpu_lib() is not None else "numpy"
 
 
+_local = threading.local()
+
+
+def set_thread_budget(n: int | None) -> None:
+    """Worker threads for the CPU op's calls made from the current thread (None: the default, see _threads)."""
+    _local.threads = n
+
+
 def _threads() -> int:
-    """Worker threads for the CPU op: $WBG_EDGE_NATIVE_THREADS, else the CPUs this process may use."""
+    """Worker threads for the CPU op: the calling thread's budget, $WBG_EDGE_NATIVE_THREADS, else the CPUs this
+    process may use."""
+    if getattr(_local, "threads", None):
+        return max(1, int(_local.threads))
     env = os.environ.get("WBG_EDGE_NATIVE_THREADS")
     if env:
         return max(1, int(env))
