@@ -449,3 +449,32 @@ def test_thread_budget_is_per_calling_thread(monkeypatch):
     t.start()
     t.join()
     assert seen["lane"] == 1 and native._threads() == 2
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_constant_blocks_are_exact(seed):
+    """A coarse matte that is mostly exactly 0 or 1 (as real ones are) takes the finish's constant-block path:
+    its outputs must equal the reference bit for bit, around patches, in every mode, with and without smoothing."""
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(40, 300)), int(rng.integers(130, 400))  # several 64-column blocks, a partial last one
+    hr, wr, p = int(rng.integers(32, 96)), int(rng.integers(64, 128)), int(rng.integers(4, 17))
+    coarse = np.zeros((int(rng.integers(8, 48)), int(rng.integers(16, 64))), np.float32)
+    ah, aw = coarse.shape
+    coarse[ah // 3:, aw // 4: 3 * aw // 4] = 1.0
+    coarse[ah // 3 - 1, aw // 4:3 * aw // 4] = 0.5  # a soft edge, as the band the patches cover
+    n = int(rng.integers(1, 10))
+    patches = np.stack([rng.integers(0, hr - p + 1, n), rng.integers(0, wr - p + 1, n)], 1).astype(np.int32)
+    packed = rng.random((n, 5, p, p), dtype=np.float32)
+    delta = rng.random((n, 1, p, p), dtype=np.float32) - 0.5
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    prev = rng.random((h, w), dtype=np.float32) if seed % 3 == 0 else None
+    s = 0.3 if prev is not None else 0.0
+    for mode in MODES:
+        for bg in (rng.integers(0, 256, 3, dtype=np.uint8), rng.integers(0, 256, (h, w, 3), dtype=np.uint8)):
+            a, out = np.empty((h, w), np.float32), out_for(mode, h, w)
+            native.refine_finish(packed, delta, frame, a, patches=patches, refine_size=(hr, wr), alpha_coarse=coarse,
+                                 mode=mode, background=bg, out=out, prev_alpha=prev, smoothing=s)
+            a_ref, o_ref = ref.finish(packed, delta, frame, (hr, wr), patches, coarse, mode, bg, prev_alpha=prev,
+                                      smoothing=s)
+            np.testing.assert_array_equal(a, a_ref)
+            np.testing.assert_array_equal(out, o_ref)
