@@ -1,4 +1,6 @@
 """Generator, crops, segmenter-like degradation and folder datasets (incl. bad input)."""
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -137,3 +139,25 @@ def test_unreadable_image_names_the_file(tmp_path):
     (tmp_path / "image" / "bad.png").write_bytes(b"not a png")
     with pytest.raises(DatasetError, match=r"bad\.png: unreadable"):
         FolderDataset(tmp_path)[0]
+
+
+def test_veil_depth_sees_partly_through():
+    """Over the background, a veil's depth lies between the background's and the subject's (mixed by its alpha);
+    the near-veils style reads it as solid as the subject. Everything but the depth is the same scene."""
+    checked = 0
+    for i in range(40):
+        mixed, near = make_scene(2000, i, CFG), make_scene(2000, i, replace(CFG, veil_depth="near"))
+        for k in ("image", "alpha", "fg", "bg"):
+            np.testing.assert_array_equal(mixed[k], near[k])
+        if not mixed["flags"]["semi_transparent"]:  # no veil: the same depth too
+            np.testing.assert_array_equal(mixed["depth"], near["depth"])
+            continue
+        see_through = mixed["semi"] & (mixed["alpha"] < 0.8)
+        if see_through.sum() < 20:  # the veil lies over the subject
+            continue
+        checked += 1
+        far = (mixed["alpha"] == 0)
+        subject = (mixed["alpha"] == 1) & ~mixed["semi"]
+        d, dn = mixed["depth"], near["depth"]
+        assert d[far].mean() < d[see_through].mean() < dn[see_through].mean() <= d[subject].mean() + 0.05
+    assert checked >= 3

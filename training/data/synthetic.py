@@ -39,6 +39,8 @@ class SceneConfig:
     noise: float = 0.0              # std of Gaussian sensor noise on the image
     blur: float = 0.0               # sigma of a camera blur (image and alpha alike)
     gain: float = 1.0               # exposure; < 1 is low light (then 8-bit quantised)
+    veil_depth: str = "mixed"       # "mixed": depth sees partly through a veil (near and far by its alpha);
+                                    # "near": a depth source that reads a veil as solid as the subject
 
 
 # Unseen styles for `python -m training.evaluate --style NAME`: SceneConfig overrides.
@@ -50,6 +52,7 @@ STYLES: dict[str, dict] = {
     "noise": {"noise": 0.05},
     "blur": {"blur": 1.5},
     "low-light": {"gain": 0.25, "noise": 0.01},
+    "near-veils": {"veil_depth": "near"},
 }
 
 
@@ -266,10 +269,16 @@ def make_scene(seed: int, index: int, cfg: SceneConfig = SceneConfig()) -> dict:
         semi = veil.astype(bool)
         veil_a = cv2.GaussianBlur(veil.astype(np.float32), (0, 0), 1.0) * rng.uniform(0.25, 0.7)
         layers.append((_texture(rng, s, spread=0.2), veil_a))
+    # the subject and hair without the veil: what a depth source that sees partly through the veil finds near
+    opaque = _over(layers[:-1])[1] if semi_transparent and cfg.veil_depth == "mixed" else None
     fg, alpha = _over(layers)
     alpha = np.where(alpha < 0.5 / 255, 0.0, np.where(alpha > 254.5 / 255, 1.0, alpha))  # cut Gaussian tails
     image = alpha[..., None] * fg + (1 - alpha[..., None]) * bg
-    solid = np.maximum(soft, (alpha > 0.05).astype(np.float32) * 0.9)
+    if opaque is None:
+        solid = np.maximum(soft, (alpha > 0.05).astype(np.float32) * 0.9)  # hair strands read as near
+    else:  # a see-through veil: its depth is near and far weighted by its alpha (as a time-of-flight return
+        # mixes the veil and what lies behind it), not that of the subject
+        solid = np.maximum(np.maximum(soft, (opaque > 0.05).astype(np.float32) * 0.9), veil_a)
     depth = _depth(rng, s, solid, cfg.depth_noise)
     if cfg.blur > 0:  # an out-of-focus camera: the matte is as soft as the picture
         image, fg, bg, alpha = (cv2.GaussianBlur(x, (0, 0), cfg.blur) for x in (image, fg, bg, alpha))

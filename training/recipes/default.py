@@ -4,8 +4,8 @@ any dataset folders given), within a bounded CPU budget, then the ONNX bundle.
     python -m training.recipes.default [--quick] [--out training/checkpoints/default] [--data DIR ...]
 
 Same seed, same bytes: every sample is a pure function of (seed, index) and the loop is
-deterministic on a given machine and thread count. The default run is short (a few minutes on 2
-idle CPU cores; the shipped checkpoints); --scale 8 is about an hour and trains better models;
+deterministic on a given machine and thread count. The default run is short (about 9 minutes on 2
+CPU cores; the shipped checkpoints); --scale 6 is about an hour and trains better models;
 --quick (under a minute) exists for tests. Checkpoints: OUT/<kind>.safetensors +
 .json (the refiner after stage 2 is kept in OUT/refiner-wild/ for the stage 2 vs 3 comparison);
 optimizer states are removed at the end so the folder stays small enough to commit.
@@ -48,8 +48,8 @@ def stages(cfg: RecipeConfig) -> list[TrainConfig]:
     return [replace(base, stage="depth", steps=n(cfg.depth_steps), lr=3e-3),
             replace(base, stage="matting", steps=n(cfg.matting_steps), lr=3e-3, depth_dropout=0.5),
             replace(base, stage="refiner-wild", steps=n(cfg.wild_steps), lr=1e-3),
-            # Stage 3 is worse than stage 2 inside veils (DESIGN.md 7, not met). More veils and weight on them
-            # (p_semi=0.8, lambda_semi=8) fix that bar but speckle opaque interiors: not shipped (bench/quality.md).
+            # stage 3 beats stage 2 inside veils because depth sees partly through them (the generator's
+            # veil_depth); with veils as solid as the subject it does not (bench/quality.md, near-veils)
             replace(base, stage="refiner-synthetic", steps=n(cfg.synthetic_steps), lr=3e-3,
                     coarse_source="mixed", p_degraded=0.4)]
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=d.out)
     p.add_argument("--data", nargs="*", default=[], help="dataset folders to add to the generator")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--scale", type=float, default=d.scale, help="multiply every stage's steps (e.g. 8 for a 1 h run)")
+    p.add_argument("--scale", type=float, default=d.scale, help="multiply every stage's steps (e.g. 6 for a 1 h run)")
     p.add_argument("--bundle", default=d.bundle, help="bundle folder to export to")
     p.add_argument("--no-bundle", dest="bundle", action="store_const", const=None, help="checkpoints only")
     p.add_argument("--no-progress", dest="progress", action="store_false")
