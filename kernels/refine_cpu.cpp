@@ -595,25 +595,27 @@ int refined_grid(const wbg_finish_args& f, const Taps& tx, int32_t block, int32_
         std::vector<float> tmp((size_t)std::max(p, wr));
         for (int64_t y = begin; y < end; ++y) {
             float* row = g.cells.get() + y * wr;
-            if (full) {
-                get(f.packed, f.packed_dtype, (int64_t)4 * hr * wr + y * wr, row, wr);
-                get(f.delta, f.delta_dtype, y * wr, tmp.data(), wr);
-                rows::add_clamp(row, tmp.data(), row, wr);
-            } else {
-                const int32_t b = start[(size_t)y], e = start[(size_t)y + 1];
-                if (b == e) continue;
-                std::fill(row, row + wr, wbg::nan_value());
-                for (int32_t i = b; i < e; ++i) {
-                    const int32_t k = list[(size_t)i], r = (int32_t)y - f.patches[2 * k];
-                    float* dst = row + f.patches[2 * k + 1];
-                    get(f.packed, f.packed_dtype, ((int64_t)k * 5 + 4) * p * p + (int64_t)r * p, dst, p);
-                    get(f.delta, f.delta_dtype, (int64_t)k * p * p + (int64_t)r * p, tmp.data(), p);
-                    rows::add_clamp(dst, tmp.data(), dst, p);
-                }
-            }
             if (full) {  // every cell is refined (a NaN from the refiner stays NaN, as on the numpy reference)
+                if (f.packed_dtype == WBG_F32 && f.delta_dtype == WBG_F32) {  // straight from the tensors
+                    rows::add_clamp((const float*)f.packed + (int64_t)4 * hr * wr + y * wr,
+                                    (const float*)f.delta + y * wr, row, wr);
+                } else {
+                    get(f.packed, f.packed_dtype, (int64_t)4 * hr * wr + y * wr, row, wr);
+                    get(f.delta, f.delta_dtype, y * wr, tmp.data(), wr);
+                    rows::add_clamp(row, tmp.data(), row, wr);
+                }
                 std::fill(g.blocks.begin() + y * n_blocks, g.blocks.begin() + (y + 1) * n_blocks, (uint8_t)2);
                 continue;
+            }
+            const int32_t b = start[(size_t)y], e = start[(size_t)y + 1];
+            if (b == e) continue;
+            std::fill(row, row + wr, wbg::nan_value());
+            for (int32_t i = b; i < e; ++i) {
+                const int32_t k = list[(size_t)i], r = (int32_t)y - f.patches[2 * k];
+                float* dst = row + f.patches[2 * k + 1];
+                get(f.packed, f.packed_dtype, ((int64_t)k * 5 + 4) * p * p + (int64_t)r * p, dst, p);
+                get(f.delta, f.delta_dtype, (int64_t)k * p * p + (int64_t)r * p, tmp.data(), p);
+                rows::add_clamp(dst, tmp.data(), dst, p);
             }
             for (int32_t bk = 0; bk < n_blocks; ++bk) {
                 const int32_t x0 = bk * block, x1 = std::min(f.width, x0 + block) - 1;
