@@ -890,7 +890,7 @@ class Pipeline:
         self._streaming = True
         it = iter(frames)
         end = object()
-        prepare, finish = _Lane("wbg-prepare", background=True), _Lane("wbg-finish", background=True)
+        prepare, finish = _Lane("wbg-prepare"), _Lane("wbg-finish")
 
         def read(slot: _Slot):
             frame = next(it, end)
@@ -925,14 +925,13 @@ class Pipeline:
 class _Lane:
     """One daemon thread running submitted jobs in submission order; results and errors come back as Futures.
 
-    A background lane runs at the lowest priority with a single-threaded fused op: on a small CPU the models
+    It runs at the lowest priority with a single-threaded fused op: on a small CPU the models
     already keep every core busy, and a helper at normal priority preempts their threads mid-operator (measured:
     overlap slower than no overlap); at nice 19 it takes the moments their threads wait, and is never starved
     for long (unlike SCHED_IDLE), since the model thread itself waits for it once a frame."""
 
-    def __init__(self, name: str, background: bool = False):
+    def __init__(self, name: str):
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._background = background
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -942,13 +941,12 @@ class _Lane:
         return f
 
     def _run(self) -> None:
-        if self._background:
-            native.set_thread_budget(1)
-            if sys.platform.startswith("linux"):  # per-thread nice is Linux's; elsewhere the id is not a pid
-                try:
-                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-                except OSError:
-                    pass
+        native.set_thread_budget(1)
+        if sys.platform.startswith("linux"):  # per-thread nice is Linux's; elsewhere the id is not a pid
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            except OSError:
+                pass
         while (job := self._jobs.get()) is not None:
             f, fn, args = job
             if f.set_running_or_notify_cancel():
