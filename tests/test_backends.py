@@ -4,6 +4,7 @@ matching, device detection, the one-line errors) everywhere, its engines only on
 import dataclasses
 import json
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -57,6 +58,30 @@ def test_ort_backend_specs_and_run_into_buffers(bundle):
     big[:1] = x
     res2 = b.run({"input": big[:1]}, {"alpha": np.empty((1, 1, 64, 96), np.float32)})
     assert np.array_equal(res2["alpha"], fresh)
+    b.close()
+
+
+def test_ort_backend_runs_from_two_threads_at_once(bundle):
+    """An overlapped stream runs one session from two threads, each into its own buffers (its own IO binding)."""
+    b = open_backend("ort", bundle, bundle.find("coarse"), BackendOptions(threads=1))
+    rng = np.random.default_rng(1)
+    xs = [rng.random((1, 4, 128, 192), dtype=np.float32) for _ in range(2)]
+    want = [b.run({"input": x})["alpha"].copy() for x in xs]
+    bad = []
+
+    def work(i: int) -> None:
+        out = np.empty((1, 1, 128, 192), np.float32)
+        for _ in range(100):
+            out.fill(-1)
+            if not np.array_equal(b.run({"input": xs[i]}, {"alpha": out})["alpha"], want[i]):
+                bad.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad and b.concurrent_runs
     b.close()
 
 

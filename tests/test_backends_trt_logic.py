@@ -8,6 +8,7 @@ import ctypes
 import importlib.machinery
 import json
 import sys
+import threading
 import types
 import warnings
 
@@ -37,6 +38,10 @@ class HostMemory:
         self.next = 0x1000
         self.capturing: list | None = None
         self.launches = self.captures = self.mallocs = 0
+        self.bound: set[int] = set()
+
+    def bind_thread(self):
+        self.bound.add(threading.get_ident())
 
     def malloc(self, n):
         self.next += 0x1000
@@ -284,6 +289,22 @@ def test_pipeline_on_engines_matches_onnx_runtime(host, tmp_path, patches):
         a, o = on_trt.process(f), on_ort.process(f)
         assert np.allclose(a.alpha, o.alpha, atol=1e-6) and np.abs(a.image.astype(int) - o.image).max() <= 1
         assert a.refined == o.refined
+
+
+def test_overlapped_stream_on_engines_matches_onnx_runtime(host, tmp_path):
+    """Two lanes share each engine's one context (taken in turn) and bind the device in their own threads."""
+    b = engine_bundle(tmp_path / "o")
+    kw = dict(bundle=str(b.root), patch_size=16, mode="composite", threads=1, smoothing=0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        on_trt = Pipeline(PipelineConfig(backend="trt", overlap=True, **kw))
+        on_ort = Pipeline(PipelineConfig(backend="ort", **kw))
+    frames = [disc_frame(240, 320, cx=120 + 7 * i) for i in range(8)]
+    got = [m.copy() for m in on_trt.stream(frames)]
+    want = [on_ort.process(f).copy() for f in frames]
+    for a, o in zip(got, want, strict=True):
+        assert np.allclose(a.alpha, o.alpha, atol=1e-6) and np.abs(a.image.astype(int) - o.image).max() <= 1
+    assert len(host.bound - {threading.get_ident()}) == 2  # both lanes made the device current for themselves
 
 
 def test_profile_batch_limit_falls_back_to_the_full_grid(host, tmp_path):

@@ -432,7 +432,7 @@ def test_concurrent_calls_from_several_threads_agree(monkeypatch):
 
 
 def test_thread_budget_is_per_calling_thread(monkeypatch):
-    """The overlapped stream's background lanes run the op single-threaded; other threads keep their default."""
+    """An overlapped stream's lanes run the op on their share of the cores; other threads keep their default."""
     import threading
 
     monkeypatch.setenv("WBG_EDGE_NATIVE_THREADS", "2")

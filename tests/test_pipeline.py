@@ -338,10 +338,11 @@ def test_overlapped_stream_matches_sequential(toy):
         assert a.index == b.index and np.array_equal(a.alpha, b.alpha) and np.array_equal(a.image, b.image)
 
 
-@pytest.mark.parametrize("kw", [dict(smoothing=0.5), dict(patch_context=4, mode="rgba")])
+@pytest.mark.parametrize("kw", [dict(smoothing=0.5), dict(patch_context=4, mode="rgba"),
+                                dict(depth_every=3, depth_motion=0.05, smoothing=0.3)])
 def test_overlapped_stream_matches_sequential_when_the_caller_reuses_its_buffer(toy, kw):
     # The overlapped stream reads frame t+1 before frame t is finished: it must not keep the caller's buffer.
-    frames = [disc_frame(cx=100 + 9 * i) for i in range(6)]
+    frames = [disc_frame(cx=100 + 9 * i) for i in range(6)] + [disc_frame(cx=160)] * 3 + [disc_frame(cx=60)]
 
     def reused():
         buf = np.empty_like(frames[0])

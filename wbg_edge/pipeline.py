@@ -16,20 +16,22 @@ all N frames in one refiner call; the fused finish runs per frame, in order, so 
 NaN pass-through are those of `process`. The ring then holds N + 2 buffers: all N Mattes stay valid
 until the next call, and two more (a sink thread may still be writing the last two).
 
-`Pipeline.stream(frames)` yields one Matte per frame; with `overlap=True` the caller's thread runs only
-the models and what lies between them (normalise, band, pack), while a "prepare" thread reads and
-preprocesses frame t+1 during the refiner of frame t and a "finish" thread makes frame t's alpha and
-output image during the depth and coarse models of frame t+1: the pipeline's own work hides in the
-time the models leave the cores idle; a result comes out at most one model pass later.
+`Pipeline.stream(frames)` yields one Matte per frame; with `overlap=True` two frames are processed at
+once, each on its own thread ("lane") from read to finish, with the steps that need frame order
+(reading, depth reuse, temporal smoothing, the output ring) taken in turns. Each model then runs on half
+the cores (one thread on a 2-core CPU), which wastes less CPU than one model on every core (thread
+hand-offs, idle waits at the end of each operator), and the pipeline's own work runs beside the other
+lane's models instead of between models. Throughput goes up; a result comes out about a frame later.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
-import sys
 import threading
 import time
 import warnings
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
@@ -50,6 +52,7 @@ STAGES = ("preprocess", "depth", "normalise", "coarse", "band", "pack", "refiner
 INV255 = np.float32(1.0 / 255.0)
 EPS = np.float32(1e-6)
 MAX_ASPECT = 4  # model / refine grids are at most 4:1, whatever the frame
+IN_FLIGHT = 3   # frames an overlapped stream works on at once (two lanes, and one waiting for a lane)
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,8 @@ class PipelineConfig:
     smoothing: float = 0.0             # temporal EMA of alpha: a = s * previous + (1 - s) * current
     mode: str = "composite"            # alpha (u8 H x W) | rgba (BGRA) | composite (BGR over `background`)
     background: str = "green"          # transparent | colour name | #RRGGBB | blur[:k] | image path
-    overlap: bool = False              # stream(): preprocess and finish on two helper threads, beside the models
-    threads: int | None = None         # ONNX Runtime intra-op threads per model (None: all cores)
+    overlap: bool = False              # stream(): front (read..pack) and back (refiner, finish) on two threads
+    threads: int | None = None         # ONNX Runtime intra-op threads per model (None: all cores; half with overlap)
     spin: bool = False                 # ONNX Runtime threads spin between runs: lower latency on an idle
                                        # machine, but they steal the cores the rest of the pipeline needs
 
@@ -155,6 +158,14 @@ def fit(short: int, h: int, w: int, multiple: int = 32) -> tuple[int, int]:
     return (short, long) if h <= w else (long, short)
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def as_bgr(frame) -> np.ndarray:
     """A u8 (H, W, 3) BGR view or converted copy of a BGR / BGRA / grayscale frame; one-line ValueError otherwise."""
     if not isinstance(frame, np.ndarray):
@@ -184,13 +195,16 @@ def _rows2d(a: np.ndarray) -> np.ndarray:
 
 
 class _Model:
-    """A backend bound to one input and one output name, with output buffers reused per input shape."""
+    """A backend bound to one input and one output name, with output buffers reused per input shape (per
+    calling thread: an overlapped stream runs a model from two threads)."""
 
     def __init__(self, backend: Backend, inp: str, out: str):
         self.backend, self.inp, self.out = backend, inp, out
         spec_in, spec_out = backend.inputs()[inp], backend.outputs()[out]
         self.in_dtype, self.out_dtype = spec_in.dtype, spec_out.dtype
-        self._bufs: dict[tuple, np.ndarray] = {}
+        self._local = threading.local()
+        # A backend that cannot run from two threads at once (one TensorRT context) takes them in turn.
+        self._lock = contextlib.nullcontext() if getattr(backend, "concurrent_runs", False) else threading.Lock()
         self._chunked: dict[tuple, np.ndarray] = {}
         # Largest batch one call takes: 1 when the artifact fixes it (e.g. an imported segmenter), the engine
         # profile's bound for TensorRT, else unbounded (ONNX dynamic "N"; TensorRT reports -1).
@@ -202,16 +216,18 @@ class _Model:
             self.max_batch = max(1, int(limit[0])) if limit else 1 << 30
 
     def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        if out is not None:
-            return self.backend.run({self.inp: x}, {self.out: out})[self.out]
-        buf = self._bufs.get(x.shape)
-        if buf is None:  # first run at this shape learns the output shape
-            res = np.ascontiguousarray(self.backend.run({self.inp: x})[self.out])
-            if len(self._bufs) >= 4:
-                self._bufs.clear()
-            self._bufs[x.shape] = res
-            return res
-        return self.backend.run({self.inp: x}, {self.out: buf})[self.out]
+        with self._lock:
+            if out is not None:
+                return self.backend.run({self.inp: x}, {self.out: out})[self.out]
+            bufs = self._local.__dict__.setdefault("bufs", {})
+            buf = bufs.get(x.shape)
+            if buf is None:  # first run at this shape learns the output shape
+                res = np.ascontiguousarray(self.backend.run({self.inp: x})[self.out])
+                if len(bufs) >= 4:
+                    bufs.clear()
+                bufs[x.shape] = res
+                return res
+            return self.backend.run({self.inp: x}, {self.out: buf})[self.out]
 
     def chunks(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """x (N, ...) run in calls of at most `max_batch` items, results stacked (N, ...) in one buffer."""
@@ -264,15 +280,22 @@ class _Group:
 
 
 @dataclass
+class _RefineBuffers:
+    """Band selection and the refiner's input and output for one frame in flight: full grid, or windows."""
+
+    band: BandSelector | None             # None: patches off (always the full grid)
+    pack_full: np.ndarray                 # (1, 5, Hr, Wr)
+    delta_full: np.ndarray
+    pack_patches: np.ndarray | None       # (max, 5, Q, Q), Q = P + 2 * context
+    delta_patches: np.ndarray | None
+
+
+@dataclass
 class _Back:
     """Back-half buffers for one frame size."""
 
     geom: Geometry
-    band: BandSelector | None
-    pack_full: np.ndarray
-    delta_full: np.ndarray
-    pack_patches: np.ndarray | None       # (max, 5, Q, Q), Q = P + 2 * context
-    delta_patches: np.ndarray | None
+    refine: list[_RefineBuffers]          # one set per frame that can be between coarse and finish at once
     pack_inner: np.ndarray | None         # (max, 5, P, P) inner windows when context > 0
     delta_inner: np.ndarray | None
     alphas: list[np.ndarray]              # output ring (3, or N + 2 after a batch of N)
@@ -289,6 +312,7 @@ class _Work:
     slot: _Slot
     b: _Back
     tm: dict
+    buffers: int = 0                      # which of b.refine this frame packs into
     bad: bool = False
     alpha_coarse: np.ndarray | None = None
     patches: np.ndarray | None = None     # patch origins on the refine grid (None: the full grid)
@@ -313,8 +337,10 @@ class Pipeline:
         wanted = {"coarse", "refiner"} | ({"depth"} if use_depth else set())
         self.choice = choose_backend(config.backend, self.bundle, wanted)
         fmt = "engine" if self.choice.kind == "trt" else "onnx"
-        # Overlapped, the prepare and finish threads work between model runs: no idle spinning then.
-        opts = BackendOptions(threads=config.threads, spin=config.spin and not config.overlap)
+        # Overlapped, two threads run models at once: half the cores each, and no idle spinning.
+        self._lane_threads = max(1, usable_cpus() // 2)
+        threads = config.threads or (self._lane_threads if config.overlap else None)
+        opts = BackendOptions(threads=threads, spin=config.spin and not config.overlap)
         found = {s: self.bundle.resolve(s, fmt) for s in wanted}
         for s, f in found.items():
             if f is None:
@@ -347,7 +373,7 @@ class Pipeline:
             else config.mode
         # state (the pipeline is the only owner; DESIGN.md / STYLE.md)
         self._geoms: dict[tuple[int, int], Geometry] = {}
-        self._slots = [_Slot(), _Slot()]
+        self._slot = _Slot()  # process()'s buffers (an overlapped stream has its own)
         self._group: _Group | None = None  # process_batch's slots
         self._backs: dict[tuple[int, int], _Back] = {}
         self._index = 0
@@ -357,6 +383,7 @@ class Pipeline:
         self._depth_age = 0
         self._depth_cache_geom: Geometry | None = None
         self._max_batch = 1 << 30
+        self._alloc_lock = threading.Lock()
         self._streaming = False
         self.nonfinite_frames = 0
         self._warned_nonfinite = False
@@ -388,7 +415,7 @@ class Pipeline:
         """Background removal for one frame: u8 (H, W, 3) BGR, (H, W, 4) BGRA or (H, W[, 1]) gray."""
         if self._streaming:
             raise RuntimeError("Pipeline.process called while an overlapped stream() is running on this pipeline")
-        slot = self._slots[0]
+        slot = self._slot
         self._front(frame, slot, copy=False)
         return self._back(slot)
 
@@ -599,26 +626,37 @@ class Pipeline:
         b = self._backs.get(g.frame)
         if b is not None:
             return b
+        with self._alloc_lock:  # the lanes of an overlapped stream may meet a new size at once
+            b = self._backs.get(g.frame)
+            return b if b is not None else self._new_back(g)
+
+    def _new_back(self, g: Geometry) -> _Back:
         hr, wr = g.refine
         p = self.config.patch_size
         q = p + 2 * self.patch_context
         dt_in, dt_out = self.refiner_model.in_dtype, self.refiner_model.out_dtype
         band = None
-        pack_p = delta_p = pack_i = delta_i = None
+        pack_i = delta_i = None
         if self.config.patches and q <= min(hr, wr):
             hc, wc = self._coarse_out_shape(g)
             band = BandSelector((hc, wc), (hr, wr), p, self.config.band_dilation)
-            pack_p = np.empty((band.max_patches, 5, q, q), dt_in)
-            delta_p = np.empty((band.max_patches, 1, q, q), dt_out)
             if q != p:
                 pack_i = np.empty((band.max_patches, 5, p, p), dt_in)
                 delta_i = np.empty((band.max_patches, 1, p, p), dt_out)
             self._max_batch = min(self.refiner_model.max_batch, band.max_patches)  # engine profiles bound it
+        n = band.max_patches if band is not None else 0
+        # Overlapped, IN_FLIGHT frames are between coarse and finish at once, and the lanes may finish that
+        # many frames after the one the caller holds, which must outlive two more: larger rings.
+        sets, ring = (IN_FLIGHT, IN_FLIGHT + 2) if self.config.overlap else (1, 3)
+        refine = [_RefineBuffers(band if i == 0 or band is None else
+                                 BandSelector(band.coarse_size, (hr, wr), p, self.config.band_dilation),
+                                 np.empty((1, 5, hr, wr), dt_in), np.empty((1, 1, hr, wr), dt_out),
+                                 np.empty((n, 5, q, q), dt_in) if n else None,
+                                 np.empty((n, 1, q, q), dt_out) if n else None) for i in range(sets)]
         h, w = g.frame
         img_shape = {"alpha": (h, w), "rgba": (h, w, 4), "composite": (h, w, 3)}[self.mode]
-        b = _Back(g, band, np.empty((1, 5, hr, wr), dt_in), np.empty((1, 1, hr, wr), dt_out), pack_p, delta_p,
-                  pack_i, delta_i, [np.zeros((h, w), np.float32) for _ in range(3)],
-                  [np.zeros(img_shape, np.uint8) for _ in range(3)], Background(self._background_spec))
+        b = _Back(g, refine, pack_i, delta_i, [np.zeros((h, w), np.float32) for _ in range(ring)],
+                  [np.zeros(img_shape, np.uint8) for _ in range(ring)], Background(self._background_spec))
         if len(self._backs) >= 2:  # at most two sizes in flight (overlap across a size change)
             self._backs.pop(next(iter(self._backs)))
         self._backs[g.frame] = b
@@ -635,13 +673,14 @@ class Pipeline:
 
     def _back(self, slot: _Slot) -> Matte:
         w = self._coarse(slot)
-        self._refine(w)
+        self._band_pack(w)
+        self._refiner(w)
         return self._end(w)
 
-    def _coarse(self, slot: _Slot) -> _Work:
+    def _coarse(self, slot: _Slot, buffers: int = 0) -> _Work:
         """The coarse model on a prepared frame. Its output goes to the slot's own buffer: the finish of
         this frame may still read it while the next frame's coarse model runs (overlapped stream)."""
-        w = _Work(slot, self._alloc_back(slot.geom), dict(slot.timings), bad=slot.bad)
+        w = _Work(slot, self._alloc_back(slot.geom), dict(slot.timings), buffers=buffers, bad=slot.bad)
         if not w.bad:
             x = slot.model_in if slot.model_in is not None else slot.coarse_in
             t0 = time.perf_counter()
@@ -655,22 +694,27 @@ class Pipeline:
             w.bad = not np.isfinite(w.alpha_coarse.sum())
         return w
 
-    def _refine(self, w: _Work) -> None:
-        """Band selection, fused pack and the refiner (into the refine buffers of the frame's size)."""
+    def _band_pack(self, w: _Work) -> None:
+        """Band selection and the fused pack, into the frame's set of refine buffers."""
         if w.bad:
             return
         b, tm = w.b, w.tm
         t0 = time.perf_counter()
-        w.patches, w.windows, w.refined = self._select(b, w.alpha_coarse)
+        w.patches, w.windows, w.refined = self._select(b, w.alpha_coarse, w.buffers)
         n = len(w.patches) if w.patches is not None else 0
-        w.packed, w.delta = (b.pack_patches[:n], b.delta_patches[:n]) if n else (b.pack_full, b.delta_full)
+        r = b.refine[w.buffers]
+        w.packed, w.delta = (r.pack_patches[:n], r.delta_patches[:n]) if n else (r.pack_full, r.delta_full)
         t1 = time.perf_counter()
         tm["band"] = (t1 - t0) * 1e3
         self._pack(w.slot, w.alpha_coarse, w.windows, w.packed)
-        t2 = time.perf_counter()
-        tm["pack"] = (t2 - t1) * 1e3
+        tm["pack"] = (time.perf_counter() - t1) * 1e3
+
+    def _refiner(self, w: _Work) -> None:
+        if w.bad:
+            return
+        t0 = time.perf_counter()
         self.refiner_model(w.packed, out=w.delta)
-        tm["refiner"] = (time.perf_counter() - t2) * 1e3
+        w.tm["refiner"] = (time.perf_counter() - t0) * 1e3
         w.bad = not np.isfinite(w.delta.sum())
 
     def _end(self, w: _Work) -> Matte:
@@ -678,18 +722,19 @@ class Pipeline:
                              w.bad, w.tm)
         return self._totals(matte, sum(w.tm.get(k, 0.0) for k in STAGES))
 
-    def _select(self, b: _Back, alpha_coarse: np.ndarray):
+    def _select(self, b: _Back, alpha_coarse: np.ndarray, buffers: int = 0):
         """(patches, windows, refined): the band's patch origins and the (P + 2c)^2 windows the refiner sees
         (shifted inside the grid at its borders), or (None, None, 1.0) for the full grid."""
         hr, wr = b.geom.refine
         p, c = self.config.patch_size, self.patch_context
         q = p + 2 * c
-        if b.band is None:
+        band = b.refine[buffers].band
+        if band is None:
             return None, None, 1.0
-        patches = b.band.select(alpha_coarse)
+        patches = band.select(alpha_coarse)
         n = len(patches)
         if n == 0:  # nothing uncertain: one patch keeps the data path uniform
-            patches = b.band._origins[:1]
+            patches = band._origins[:1]
             n = 1
         if n * q * q > self.config.full_grid_above * hr * wr or n > self._max_batch:
             return None, None, 1.0
@@ -795,8 +840,8 @@ class Pipeline:
         dt_in, dt_out = self.refiner_model.in_dtype, self.refiner_model.out_dtype
         win_in = self._scratch(b, "win_in", (n_win, 5, q, q), dt_in)
         win_out = self._scratch(b, "win_out", (n_win, 1, q, q), dt_out)
-        full_in = self._scratch(b, "full_in", (n_full, *b.pack_full.shape[1:]), dt_in)
-        full_out = self._scratch(b, "full_out", (n_full, *b.delta_full.shape[1:]), dt_out)
+        full_in = self._scratch(b, "full_in", (n_full, *b.refine[0].pack_full.shape[1:]), dt_in)
+        full_out = self._scratch(b, "full_out", (n_full, *b.refine[0].delta_full.shape[1:]), dt_out)
         inputs: list[tuple] = [(None, None)] * n
         for i, slot in enumerate(slots):
             if bad[i]:
@@ -881,57 +926,90 @@ class Pipeline:
 
     # ------------------------------------------------------------------ overlapped streaming
     def _stream_overlapped(self, frames: Iterable[np.ndarray]) -> Iterator[Matte]:
-        """The caller's thread runs the models back to back; a "prepare" thread reads and preprocesses
-        frame t+1 while the refiner of frame t runs, and a "finish" thread makes the alpha and the output
-        image of frame t while the depth and coarse models of frame t+1 run. Each thread takes its jobs
-        in frame order; frame t+1's pack waits for frame t's finish (they share the refine buffers)."""
+        """Frames side by side: two lanes (threads) each take whole frames, k on lane k % 2, so the load
+        balances itself whatever the stages cost. What needs frame order runs in turns: reading and
+        preprocessing (frame k is the k-th frame, copied before the caller may reuse its buffer), frame
+        numbering with depth (reuse decides on the previous depth; one depth cache) and the finish
+        (temporal smoothing, the output ring). Frame k uses slot and refine buffers k % IN_FLIGHT; the
+        caller submits frame k + IN_FLIGHT once it has frame k's Matte."""
         if self._streaming:
             raise RuntimeError("Pipeline.stream: another overlapped stream() is already running on this pipeline")
         self._streaming = True
         it = iter(frames)
         end = object()
-        prepare, finish = _Lane("wbg-prepare"), _Lane("wbg-finish")
+        slots = [_Slot() for _ in range(IN_FLIGHT)]
+        reading, depth, finishing = _Turns(), _Turns(), _Turns()
+        lanes = [_Lane(f"wbg-lane{i}", self._lane_threads) for i in range(2)]
 
-        def read(slot: _Slot):
-            frame = next(it, end)
-            if frame is end:
-                return end
-            self._prepare(frame, slot, copy=True)  # a copy: the caller may reuse its buffer for the next frame
-            return slot
-
-        try:
-            ready = prepare.submit(read, self._slots[0])
-            pending = None  # the finish of the previous frame
-            k = 0
-            while (slot := ready.result()) is not end:
+        def job(k: int):
+            slot = slots[k % IN_FLIGHT]
+            with reading.turn(k):  # the copy too: the caller may reuse its buffer for the next frame
+                frame = next(it, end)
+                if frame is end:
+                    return end
+                self._prepare(frame, slot, copy=True)
+            with depth.turn(k):
                 self._admit(slot)
                 if self.depth_model is not None:
                     self._depth(slot, slot.geom, slot.timings)
-                w = self._coarse(slot)
-                if pending is not None:
-                    yield pending.result()
+            w = self._coarse(slot, buffers=k % IN_FLIGHT)
+            self._band_pack(w)
+            self._refiner(w)
+            with finishing.turn(k):
+                return self._end(w)
+
+        ahead: deque[Future] = deque(lanes[k % 2].submit(job, k) for k in range(IN_FLIGHT))
+        k = IN_FLIGHT
+        try:
+            while (matte := ahead.popleft().result()) is not end:
+                ahead.append(lanes[k % 2].submit(job, k))  # into frame k - IN_FLIGHT's buffers: that one is done
                 k += 1
-                ready = prepare.submit(read, self._slots[k % 2])  # frame t-1's slot: finished by now
-                self._refine(w)
-                pending = finish.submit(self._end, w)
-            if pending is not None:
-                yield pending.result()
+                yield matte
         finally:
-            prepare.close()
-            finish.close()
+            for f in ahead:  # not started yet: never read another frame after the caller stops
+                f.cancel()
+            for t in (reading, depth, finishing):
+                t.abort()  # a frame that failed never takes its turns: release the frames behind it
+            for lane in lanes:
+                lane.close()
             self._streaming = False
+
+
+class _Turns:
+    """Sections that must run in frame order: `with turns.turn(k):` enters once frame k - 1 has left it (or
+    skipped it: a frame that ends early gives up its turns), or raises once `abort()` was called."""
+
+    def __init__(self):
+        self._next = 0
+        self._aborted = False
+        self._cv = threading.Condition()
+
+    @contextlib.contextmanager
+    def turn(self, k: int):
+        with self._cv:
+            self._cv.wait_for(lambda: self._next >= k or self._aborted)
+            if self._aborted:
+                raise RuntimeError("wbg_edge: the overlapped stream stopped")
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._next = max(self._next, k + 1)
+                self._cv.notify_all()
+
+    def abort(self) -> None:
+        with self._cv:
+            self._aborted = True
+            self._cv.notify_all()
 
 
 class _Lane:
     """One daemon thread running submitted jobs in submission order; results and errors come back as Futures.
+    Its fused-op calls use `threads` worker threads (the lanes share the cores)."""
 
-    It runs at the lowest priority with a single-threaded fused op: on a small CPU the models
-    already keep every core busy, and a helper at normal priority preempts their threads mid-operator (measured:
-    overlap slower than no overlap); at nice 19 it takes the moments their threads wait, and is never starved
-    for long (unlike SCHED_IDLE), since the model thread itself waits for it once a frame."""
-
-    def __init__(self, name: str):
+    def __init__(self, name: str, threads: int):
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = threads
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -941,12 +1019,7 @@ class _Lane:
         return f
 
     def _run(self) -> None:
-        native.set_thread_budget(1)
-        if sys.platform.startswith("linux"):  # per-thread nice is Linux's; elsewhere the id is not a pid
-            try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-            except OSError:
-                pass
+        native.set_thread_budget(self._threads)
         while (job := self._jobs.get()) is not None:
             f, fn, args = job
             if f.set_running_or_notify_cancel():

@@ -7,6 +7,7 @@ driver to import). Pointers and stream handles are plain ints, which is what Ten
 from __future__ import annotations
 
 import importlib.util
+import threading
 
 ADAPTERS = ("auto", "cuda-python", "pycuda")
 
@@ -18,7 +19,16 @@ class CudaPython:
         from cuda.bindings import runtime as cudart
 
         self._rt = cudart
-        self._check(cudart.cudaSetDevice(device), "cudaSetDevice")
+        self._device = device
+        self._bound = threading.local()
+        self.bind_thread()
+
+    def bind_thread(self) -> None:
+        """Make the device current in the calling thread (the runtime API's device is per thread)."""
+        if getattr(self._bound, "done", False):
+            return
+        self._check(self._rt.cudaSetDevice(self._device), "cudaSetDevice")
+        self._bound.done = True
 
     def _check(self, result, what: str):
         err, *rest = result if isinstance(result, tuple) else (result,)
@@ -82,9 +92,17 @@ class PyCuda:
         drv.init()
         self._drv = drv
         self._ctx = drv.Device(device).retain_primary_context()
-        self._ctx.push()
+        self._bound = threading.local()
+        self.bind_thread()
         self._allocs: dict[int, object] = {}
         self._streams: dict[int, object] = {}
+
+    def bind_thread(self) -> None:
+        """Make the context current in the calling thread (a driver context is per thread)."""
+        if getattr(self._bound, "done", False):
+            return
+        self._ctx.push()
+        self._bound.done = True
 
     def malloc(self, nbytes: int) -> int:
         a = self._drv.mem_alloc(max(int(nbytes), 1))

@@ -3,6 +3,7 @@ installed. With caller-owned output arrays it runs through IO binding, so nothin
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def _providers(wanted: tuple[str, ...], available: list[str]) -> list[str]:
 
 
 class OrtBackend:
+    concurrent_runs = True  # an InferenceSession may run from several threads at once
+
     def __init__(self, path: str | os.PathLike, options: BackendOptions = BackendOptions(),
                  data: bytes | None = None):
         """`data`: the model's bytes, already checked against the manifest (loaded instead of `path`, which
@@ -67,7 +70,7 @@ class OrtBackend:
                         for i in self._session.get_inputs()}
         self._outputs = {o.name: TensorSpec(o.name, tuple(o.shape), np.dtype(_ORT_TYPES.get(o.type, np.float32)))
                          for o in self._session.get_outputs()}
-        self._binding = self._session.io_binding()
+        self._local = threading.local()  # an IO binding per calling thread: runs from two threads at once
 
     def inputs(self) -> dict[str, TensorSpec]:
         return dict(self._inputs)
@@ -89,7 +92,9 @@ class OrtBackend:
                 np.copyto(v, res[k].reshape(v.shape))
             return dict(out)
         # CPU IO binding: ORT reads the inputs and writes the outputs in place (no copies, no allocations).
-        b = self._binding
+        b = getattr(self._local, "binding", None)
+        if b is None:
+            b = self._local.binding = self._session.io_binding()
         b.clear_binding_inputs()
         b.clear_binding_outputs()
         for k, v in feeds.items():

@@ -184,6 +184,7 @@ class TensorRTBackend:
 
     def run(self, feeds: Mapping[str, np.ndarray],
             out: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        self._mem.bind_thread()  # an overlapped Pipeline.stream runs models on its own threads
         shapes = {}
         for name, spec in self._inputs.items():
             if name not in feeds:
