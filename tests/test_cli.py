@@ -177,6 +177,19 @@ def test_bench_prints_fps_and_writes_json(tmp_path, capsys):
     doc = json.loads((tmp_path / "b.json").read_text())
     assert [r["variant"] for r in doc["results"]] == ["default", "patches off"]
     assert doc["results"][0]["frames"] == 6 and doc["size"] == [160, 96]
+    assert doc["results"][0]["config"]["overlap"] is True  # frames from a file: overlapped unless told not to
+
+
+def test_bench_compares_overlap_with_the_models_alone(tmp_path, capsys):
+    src = write_clip(tmp_path / "in.mp4", n=4)
+    assert main(["bench", "-i", str(src), "--frames", "6", "--warmup", "1", "--json", str(tmp_path / "b.json"),
+                 "--compare", "overlap", *FAST[:-1]]) == 0
+    out = capsys.readouterr().out
+    doc = json.loads((tmp_path / "b.json").read_text())
+    on, off = doc["results"]
+    assert off["variant"] == "overlap off" and off["config"]["overlap"] is False
+    assert on["over_models_alone_ms"] == pytest.approx(on["end_to_end_ms"] - off["model_ms"])
+    assert "against the models alone" in out
 
 
 def test_info_json(capsys):

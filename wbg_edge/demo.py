@@ -114,7 +114,8 @@ def run_demo(out_dir: str | os.PathLike = ".", frames: int = 75, width: int = 12
              config=None, progress=None) -> DemoResult:
     """Run the default bundle on the synthetic clip; write `wbg-edge-demo.mp4` and `wbg-edge-demo.png`.
 
-    `config`: a PipelineConfig (default: the default bundle, composite over a blurred background).
+    `config`: a PipelineConfig (default: the default bundle, composite over a blurred background, frames
+    overlapped on two threads).
     `progress(i, n)`, if given, is called after each frame (the CLI uses it for its readout).
     """
     from .pipeline import Pipeline, PipelineConfig
@@ -125,7 +126,7 @@ def run_demo(out_dir: str | os.PathLike = ".", frames: int = 75, width: int = 12
     out_dir = Path(out_dir)
     video, sheet = out_dir / "wbg-edge-demo.mp4", out_dir / "wbg-edge-demo.png"
     if config is None:
-        config = PipelineConfig(mode="composite", background="blur")
+        config = PipelineConfig(mode="composite", background="blur", overlap=True)
     src = open_source(f"synthetic://?size={width}x{height}&frames={frames}")
     picks = {0, frames // 3, (2 * frames) // 3, frames - 1}
     rows = []
