@@ -7,7 +7,10 @@ pipeline overhead (total - models, and its share of the frame), wall time per fr
 overlapped variant's wall time is below its summed work), process CPU time per frame (all threads;
 less sensitive than wall time to other processes on a shared machine, but it counts ORT's spin-waits)
 and the refined share of the refine grid. Variants run interleaved, chunk by chunk, so that they all
-see the same background load.
+see the same background load. The first row, "models alone", runs only the three models of the default
+pipeline back to back on each frame's own inputs; the wall time of each row that runs the same models
+(default, overlap, spin) is also given against it: what the pipeline costs beyond its models, whether
+its own work runs between them or beside them.
 `wbg-edge bench` (wbg_edge.cli) measures the same Pipeline through the streaming loop with a sink.
 """
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -45,12 +49,53 @@ def synthetic_frames(n: int, w: int, h: int, seed: int = 0) -> list[np.ndarray]:
     return frames
 
 
+class ModelsAlone:
+    """The three models of a sequential pipeline, back to back on each frame's own inputs (captured from that
+    pipeline) and nothing else: the floor that pipeline overhead is measured against. Stands in for a
+    Pipeline in run_variants."""
+
+    def __init__(self, cfg: PipelineConfig, frames: list[np.ndarray]):
+        self.p = Pipeline(replace(cfg, overlap=False))
+        self.inputs: dict[int, tuple] = {}
+        for f in frames:
+            m = self.p.process(f)
+            slot, back = self.p._slot, self.p._backs[f.shape[:2]]
+            r = back.refine[0]
+            hr, wr = back.geom.refine
+            n = round(m.refined * hr * wr / self.p.config.patch_size ** 2)
+            full = m.refined == 1.0
+            packed, delta = (r.pack_full, r.delta_full) if full else (r.pack_patches[:n], r.delta_patches[:n])
+            x_depth = self.p._depth_planes(slot).copy() if self.p.depth_model is not None else None
+            self.inputs[id(f)] = (x_depth, slot.model_in.copy(), packed.copy(), np.empty_like(delta), m.refined)
+
+    def stream(self, frames):
+        for f in frames:
+            x_depth, x_coarse, x_refine, out, refined = self.inputs[id(f)]
+            tm = dict.fromkeys(STAGES, 0.0)
+            for stage, model, x, o in (("depth", self.p.depth_model, x_depth, None),
+                                       ("coarse", self.p.coarse_model, x_coarse, None),
+                                       ("refiner", self.p.refiner_model, x_refine, out)):
+                if model is not None:
+                    t0 = time.perf_counter()
+                    model(x, o)
+                    tm[stage] = (time.perf_counter() - t0) * 1e3
+            tm["total"] = tm["depth"] + tm["coarse"] + tm["refiner"]
+            tm["overhead"] = 0.0
+            yield SimpleNamespace(timings=tm, refined=refined)
+
+    def info(self) -> dict:
+        return {**self.p.info(), "models_alone": True}
+
+    def close(self) -> None:
+        self.p.close()
+
+
 def run_variants(cfgs: dict[str, PipelineConfig], frames: list[np.ndarray], n: int, warmup: int,
                  chunk: int = 12) -> dict[str, dict]:
     """Interleaved: each variant in turn runs `chunk` frames, round after round, so that all of them see
     the same background load (the machine is shared); wall time is taken between the first and last
     Matte of each chunk, so the overlapped variant's pipeline fill is not counted."""
-    pipes = {k: Pipeline(c) for k, c in cfgs.items()}
+    pipes = {k: ModelsAlone(c, frames) if k == MODELS_ALONE else Pipeline(c) for k, c in cfgs.items()}
     rows: dict[str, list] = {k: [] for k in cfgs}
     walls: dict[str, list] = {k: [] for k in cfgs}
     cpus: dict[str, list] = {k: [] for k in cfgs}
@@ -88,8 +133,12 @@ def run_variants(cfgs: dict[str, PipelineConfig], frames: list[np.ndarray], n: i
     return out
 
 
+MODELS_ALONE = "models alone (reference)"
+
+
 def variants(base: PipelineConfig) -> dict[str, PipelineConfig]:
     return {
+        MODELS_ALONE: base,
         "default": base,
         "patches off (full grid)": replace(base, patches=False),
         "patches 16 + context 4": replace(base, patch_size=16, patch_context=4),
@@ -119,11 +168,17 @@ def main(argv=None) -> int:
     if a.only:
         todo = {k: v for k, v in todo.items() if k in a.only.split(",")}
     results = run_variants(todo, frames, a.frames, a.warmup)
+    floor = results.get(MODELS_ALONE)
     for name, r in results.items():
         s = r["stages_ms"]
+        vs = ""
+        same_models = replace(todo[name], overlap=False, spin=False) == base
+        if floor is not None and name != MODELS_ALONE and same_models:  # wall beyond the models alone, and its share
+            extra = r["over_models_alone_ms"] = round(r["wall_ms"] - floor["wall_ms"], 2)
+            vs = f"  vs models alone {extra:+5.1f} ({100 * extra / r['wall_ms']:+4.0f}%)"
         print(f"{name:30s} wall {r['wall_ms']:6.1f} ms ({r['fps']:5.1f} fps)  cpu {r['cpu_ms']:6.1f}  "
               f"work {r['total_ms']:6.1f}  "
-              f"models {r['models_ms']:6.1f}  overhead {r['overhead_ms']:5.1f} ({r['overhead_pct']:4.1f}%)  "
+              f"models {r['models_ms']:6.1f}  overhead {r['overhead_ms']:5.1f} ({r['overhead_pct']:4.1f}%){vs}  "
               f"refined {r['refined']:.2f}  | " + " ".join(f"{k} {v:.1f}" for k, v in s.items()), flush=True)
     if a.json:
         meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.machine(),

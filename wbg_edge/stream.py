@@ -116,7 +116,7 @@ def run_stream(source, pipeline, sink, mode: str = "composite", stop: threading.
     if mode not in OUTPUT_MODES:
         raise ValueError(f"output mode must be one of {OUTPUT_MODES}, got {mode!r}")
     stats = stats if stats is not None else StreamStats()
-    pulled: deque = deque()  # frames handed to the pipeline, not yet written (<= 2 when overlapping)
+    pulled: deque = deque()  # frames handed to the pipeline, not yet written (a few when overlapping)
 
     def frames() -> Iterator[np.ndarray]:
         n = 0
