@@ -76,7 +76,8 @@ class PipelineConfig:
     smoothing: float = 0.0             # temporal EMA of alpha: a = s * previous + (1 - s) * current
     mode: str = "composite"            # alpha (u8 H x W) | rgba (BGRA) | composite (BGR over `background`)
     background: str = "green"          # transparent | colour name | #RRGGBB | blur[:k] | image path
-    overlap: bool = False              # stream(): front (read..pack) and back (refiner, finish) on two threads
+    overlap: bool = False              # stream(): two frames at once, one thread each (models then get half the
+                                       # cores, in process() too: for throughput over latency, with stream())
     threads: int | None = None         # ONNX Runtime intra-op threads per model (None: all cores; half with overlap)
     spin: bool = False                 # ONNX Runtime threads spin between runs: lower latency on an idle
                                        # machine, but they steal the cores the rest of the pipeline needs
@@ -251,7 +252,7 @@ class _Model:
 
 @dataclass
 class _Slot:
-    """Front-half buffers for one frame in flight (two of them when stages overlap)."""
+    """Front-half buffers for one frame in flight (IN_FLIGHT of them when frames overlap)."""
 
     geom: Geometry | None = None
     frame: np.ndarray | None = None       # the BGR frame (a view of the caller's, or our copy)
