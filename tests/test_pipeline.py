@@ -356,6 +356,20 @@ def test_overlapped_stream_matches_sequential_when_the_caller_reuses_its_buffer(
         assert np.array_equal(a.alpha, b.alpha) and np.array_equal(a.image, b.image)
 
 
+def test_overlapped_stream_with_sizes_cycling_beyond_the_buffer_cache(toy):
+    # Three sizes in turn: more than the two per-size buffer sets kept, so sizes are dropped and made again
+    # while frames of other sizes are in flight; grayscale and BGRA frames are converted on the lanes.
+    sizes = [(240, 320), (180, 300), (200, 260)]
+    frames = [disc_frame(*sizes[i % 3], cx=90 + 5 * i) for i in range(12)]
+    frames[4] = cv2.cvtColor(frames[4], cv2.COLOR_BGR2GRAY)
+    frames[7] = cv2.cvtColor(frames[7], cv2.COLOR_BGR2BGRA)
+    kw = dict(smoothing=0.4, depth_every=2)
+    seq = [m.copy() for m in toy_pipeline(toy, **kw).stream(frames)]
+    par = [m.copy() for m in toy_pipeline(toy, overlap=True, **kw).stream(frames)]
+    for a, b in zip(seq, par, strict=True):
+        assert a.index == b.index and np.array_equal(a.alpha, b.alpha) and np.array_equal(a.image, b.image)
+
+
 def test_overlapped_stream_raises_bad_frames_and_stops(toy):
     p = toy_pipeline(toy, overlap=True)
     frames = [disc_frame(), np.zeros((4, 4), np.float64), disc_frame()]
