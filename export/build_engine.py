@@ -65,8 +65,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+_terminated = False
+
+
 def _on_sigterm(signum, frame):
+    global _terminated
+    _terminated = True  # a library may turn the interrupt into its own error (safetensors mid-load does)
     raise KeyboardInterrupt  # so the build's cleanup runs and no half artifact stays behind
+
+
+def _interrupted() -> int:
+    print("build_engine: interrupted; nothing was written to the bundle", file=sys.stderr)
+    return 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,12 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         result = build(cfg, step)
     except (CheckpointError, BundleError, OnnxExportError, Fp16Error, EngineBuildError, RuntimeError, OSError) as e:
         bar.close()
+        if _terminated:
+            return _interrupted()
         print(f"build_engine: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         bar.close()
-        print("build_engine: interrupted; nothing was written to the bundle", file=sys.stderr)
-        return 130
+        return _interrupted()
     bar.close()
     n_eng = sum(a.format == "engine" for a in result.bundle.artifacts)
     print(f"wrote {args.out}/manifest.json: {len(result.bundle.artifacts) - n_eng} ONNX, {n_eng} engines "
