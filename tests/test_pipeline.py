@@ -2,6 +2,7 @@
 with onnx.helper whose outputs are known in closed form (soft edges, NaN, a fixed-size rgb segmenter)."""
 
 import shutil
+import time
 import warnings
 
 import cv2
@@ -368,6 +369,59 @@ def test_overlapped_stream_with_sizes_cycling_beyond_the_buffer_cache(toy):
     par = [m.copy() for m in toy_pipeline(toy, overlap=True, **kw).stream(frames)]
     for a, b in zip(seq, par, strict=True):
         assert a.index == b.index and np.array_equal(a.alpha, b.alpha) and np.array_equal(a.image, b.image)
+
+
+def test_overlapped_mattes_outlive_two_more_with_a_slow_consumer(toy):
+    # The contract of stream(): a Matte's arrays stay valid while the consumer receives the next two (a sink
+    # thread may still be writing it). The lanes run ahead while the consumer is slow: they must not reach it.
+    frames = [disc_frame(cx=80 + 8 * i) for i in range(14)]
+    held: list[tuple] = []
+    for m in toy_pipeline(toy, overlap=True).stream(frames):
+        held = [*held[-2:], (m, m.alpha.copy(), m.image.copy())]
+        time.sleep(0.03)  # the lanes finish the frames ahead meanwhile
+        for old, alpha, image in held:
+            assert np.array_equal(old.alpha, alpha) and np.array_equal(old.image, image), old.index
+
+
+def test_overlapped_stream_closed_early_leaves_the_state_of_what_was_received(toy):
+    frames = [disc_frame(cx=80 + 8 * i) for i in range(12)]
+    seq = toy_pipeline(toy, smoothing=0.5)
+    want = [seq.process(f).copy() for f in frames[:4]]
+    par = toy_pipeline(toy, overlap=True, smoothing=0.5)
+    it = par.stream(frames)
+    got = [next(it).copy() for _ in range(3)]
+    it.close()  # the lanes had finished frames the consumer never received
+    got.append(par.process(frames[3]))
+    assert par.info()["frames"] == 4
+    for a, b in zip(want, got, strict=True):
+        assert a.index == b.index and np.array_equal(a.alpha, b.alpha)
+
+
+def test_overlapped_stream_reads_no_further_than_the_end(toy):
+    class Frames:  # an iterator that would yield again after it ended once (a reopened source)
+        calls = 0
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            self.calls += 1
+            if self.calls == 5:
+                raise StopIteration
+            return disc_frame()
+
+    frames = Frames()
+    assert len(list(toy_pipeline(toy, overlap=True).stream(frames))) == 4 and frames.calls == 5
+
+
+def test_patch_batch_limit_belongs_to_each_frame_size(toy):
+    # A big frame whose band needs more patches than a small frame's whole grid has stays in patches after
+    # a small frame (the limit was once the last allocated size's, for every size and both lanes).
+    big = np.tile(disc_frame(120, 160), (4, 4, 1))
+    p = toy_pipeline(toy, patch_size=16)
+    first = p.process(big).refined
+    p.process(disc_frame(64, 64))
+    assert 0.3 < first < 1.0 and p.process(big).refined == first
 
 
 def test_overlapped_stream_raises_bad_frames_and_stops(toy):

@@ -207,7 +207,7 @@ def choose_mode(args: argparse.Namespace, sink) -> str:
 
 @contextmanager
 def stop_on_signals():
-    """SIGINT/SIGTERM set an event (the stream ends after the current frame and the output is
+    """SIGINT/SIGTERM set an event (the stream ends after the frames in flight and the output is
     finalized); a second signal interrupts at once."""
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
@@ -561,7 +561,7 @@ RUN_EXAMPLES = """examples:
   wbg-edge run -i talk.mp4 -o alpha.mp4 --output alpha         the matte alone
   wbg-edge run -i rtsp://cam/stream -o - | ffmpeg -f rawvideo -pix_fmt bgr24 -s 1280x720 -r 25 -i - out.mkv
   wbg-edge run -i csi://0 -o vcam:// --background blur         Jetson camera to a virtual webcam
-Ctrl-C or SIGTERM ends the stream after the current frame and finishes the output file."""
+Ctrl-C or SIGTERM ends the stream after the frames in flight and finishes the output file."""
 
 
 def build_parser() -> argparse.ArgumentParser:

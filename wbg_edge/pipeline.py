@@ -296,6 +296,7 @@ class _Back:
     """Back-half buffers for one frame size."""
 
     geom: Geometry
+    max_batch: int                        # most patch windows one refiner call takes at this size
     refine: list[_RefineBuffers]          # one set per frame that can be between coarse and finish at once
     pack_inner: np.ndarray | None         # (max, 5, P, P) inner windows when context > 0
     delta_inner: np.ndarray | None
@@ -383,9 +384,9 @@ class Pipeline:
         self._depth_ref: np.ndarray | None = None   # depth input when depth was last computed (motion test)
         self._depth_age = 0
         self._depth_cache_geom: Geometry | None = None
-        self._max_batch = 1 << 30
         self._alloc_lock = threading.Lock()
         self._streaming = False
+        self._lanes: list[_Lane] = []  # the last overlapped stream's threads
         self.nonfinite_frames = 0
         self._warned_nonfinite = False
 
@@ -414,7 +415,7 @@ class Pipeline:
 
     def process(self, frame: np.ndarray) -> Matte:
         """Background removal for one frame: u8 (H, W, 3) BGR, (H, W, 4) BGRA or (H, W[, 1]) gray."""
-        if self._streaming:
+        if self._busy():
             raise RuntimeError("Pipeline.process called while an overlapped stream() is running on this pipeline")
         slot = self._slot
         self._front(frame, slot, copy=False)
@@ -427,7 +428,7 @@ class Pipeline:
         sink thread may still be writing: 2 with run_stream's writer, N + 1 behind a queue of N). With depth reuse
         (depth_every > 1) depth runs frame by frame, as in `process` (reuse depends on the last depth).
         Timings: a batched model call is shared out evenly; `total` is the call's wall time / N."""
-        if self._streaming:
+        if self._busy():
             raise RuntimeError("Pipeline.process_batch called while an overlapped stream() is running on this "
                                "pipeline")
         if isinstance(frames, np.ndarray) or not isinstance(frames, Sequence):
@@ -638,17 +639,18 @@ class Pipeline:
         dt_in, dt_out = self.refiner_model.in_dtype, self.refiner_model.out_dtype
         band = None
         pack_i = delta_i = None
+        max_batch = 1 << 30
         if self.config.patches and q <= min(hr, wr):
             hc, wc = self._coarse_out_shape(g)
             band = BandSelector((hc, wc), (hr, wr), p, self.config.band_dilation)
             if q != p:
                 pack_i = np.empty((band.max_patches, 5, p, p), dt_in)
                 delta_i = np.empty((band.max_patches, 1, p, p), dt_out)
-            self._max_batch = min(self.refiner_model.max_batch, band.max_patches)  # engine profiles bound it
+            max_batch = min(self.refiner_model.max_batch, band.max_patches)  # engine profiles bound it
         n = band.max_patches if band is not None else 0
-        # Overlapped, IN_FLIGHT frames are between coarse and finish at once, and the lanes may finish that
-        # many frames after the one the caller holds, which must outlive two more: larger rings.
-        sets, ring = (IN_FLIGHT, IN_FLIGHT + 2) if self.config.overlap else (1, 3)
+        # Overlapped, IN_FLIGHT frames are between coarse and finish at once, and while the caller holds
+        # frame m (with m - 1 and m - 2 still valid for a sink thread) the lanes may finish m + 1 .. m + IN_FLIGHT.
+        sets, ring = (IN_FLIGHT, IN_FLIGHT + 3) if self.config.overlap else (1, 3)
         refine = [_RefineBuffers(band if i == 0 or band is None else
                                  BandSelector(band.coarse_size, (hr, wr), p, self.config.band_dilation),
                                  np.empty((1, 5, hr, wr), dt_in), np.empty((1, 1, hr, wr), dt_out),
@@ -656,7 +658,7 @@ class Pipeline:
                                  np.empty((n, 1, q, q), dt_out) if n else None) for i in range(sets)]
         h, w = g.frame
         img_shape = {"alpha": (h, w), "rgba": (h, w, 4), "composite": (h, w, 3)}[self.mode]
-        b = _Back(g, refine, pack_i, delta_i, [np.zeros((h, w), np.float32) for _ in range(ring)],
+        b = _Back(g, max_batch, refine, pack_i, delta_i, [np.zeros((h, w), np.float32) for _ in range(ring)],
                   [np.zeros(img_shape, np.uint8) for _ in range(ring)], Background(self._background_spec))
         if len(self._backs) >= 2:  # at most two sizes in flight (overlap across a size change)
             self._backs.pop(next(iter(self._backs)))
@@ -737,7 +739,7 @@ class Pipeline:
         if n == 0:  # nothing uncertain: one patch keeps the data path uniform
             patches = band._origins[:1]
             n = 1
-        if n * q * q > self.config.full_grid_above * hr * wr or n > self._max_batch:
+        if n * q * q > self.config.full_grid_above * hr * wr or n > b.max_batch:
             return None, None, 1.0
         windows = patches
         if c:
@@ -932,21 +934,26 @@ class Pipeline:
         preprocessing (frame k is the k-th frame, copied before the caller may reuse its buffer), frame
         numbering with depth (reuse decides on the previous depth; one depth cache) and the finish
         (temporal smoothing, the output ring). Frame k uses slot and refine buffers k % IN_FLIGHT; the
-        caller submits frame k + IN_FLIGHT once it has frame k's Matte."""
-        if self._streaming:
+        caller submits frame k + IN_FLIGHT once it has frame k's Matte. A caller that stops early leaves
+        the frame count and smoothing as if the frames it did not receive were never read (reused depth is
+        dropped)."""
+        if self._busy():
             raise RuntimeError("Pipeline.stream: another overlapped stream() is already running on this pipeline")
         self._streaming = True
         it = iter(frames)
         end = object()
+        ended = threading.Event()  # the input is exhausted: read no further (an iterator may not stay ended)
         slots = [_Slot() for _ in range(IN_FLIGHT)]
         reading, depth, finishing = _Turns(), _Turns(), _Turns()
-        lanes = [_Lane(f"wbg-lane{i}", self._lane_threads) for i in range(2)]
+        lanes = self._lanes = [_Lane(f"wbg-lane{i}", self._lane_threads) for i in range(2)]
+        index, prev_alpha, last = self._index, self._prev_alpha, None
 
         def job(k: int):
             slot = slots[k % IN_FLIGHT]
             with reading.turn(k):  # the copy too: the caller may reuse its buffer for the next frame
-                frame = next(it, end)
+                frame = end if ended.is_set() else next(it, end)
                 if frame is end:
+                    ended.set()
                     return end
                 self._prepare(frame, slot, copy=True)
             with depth.turn(k):
@@ -961,24 +968,36 @@ class Pipeline:
 
         ahead: deque[Future] = deque(lanes[k % 2].submit(job, k) for k in range(IN_FLIGHT))
         k = IN_FLIGHT
+        complete = False
         try:
             while (matte := ahead.popleft().result()) is not end:
                 ahead.append(lanes[k % 2].submit(job, k))  # into frame k - IN_FLIGHT's buffers: that one is done
                 k += 1
+                last = matte
                 yield matte
+            complete = True
         finally:
             for f in ahead:  # not started yet: never read another frame after the caller stops
                 f.cancel()
             for t in (reading, depth, finishing):
-                t.abort()  # a frame that failed never takes its turns: release the frames behind it
+                t.abort()  # frames waiting for a turn a failed frame never took
             for lane in lanes:
                 lane.close()
+            if not complete:  # forget the frames the lanes made beyond the last one handed out
+                self._index = last.index + 1 if last is not None else index
+                self._prev_alpha = last.alpha if last is not None else prev_alpha  # (the ring still holds it)
+                self._reset_depth()
             self._streaming = False
+
+    def _busy(self) -> bool:
+        """An overlapped stream runs, or one of its lanes is still stuck in the caller's iterator."""
+        return self._streaming or any(lane.alive() for lane in self._lanes)
 
 
 class _Turns:
-    """Sections that must run in frame order: `with turns.turn(k):` enters once frame k - 1 has left it (or
-    skipped it: a frame that ends early gives up its turns), or raises once `abort()` was called."""
+    """Sections that must run in frame order: `with turns.turn(k):` enters once frame k - 1 has left it, or
+    raises once `abort()` was called. A frame that fails before its turn never takes it: the frames behind
+    it wait until the caller, which waits for frames in order, meets the failure and aborts."""
 
     def __init__(self):
         self._next = 0
@@ -1033,3 +1052,6 @@ class _Lane:
         """Stop after the jobs already submitted (one stuck in a source read is abandoned after `timeout`)."""
         self._jobs.put(None)
         self._thread.join(timeout)
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()

@@ -5,9 +5,10 @@
             ...  # tick.fps, tick.latency_ms for a live readout
 
 Capture already runs on its own thread inside the Source (bounded queue; a live source keeps only
-the newest frame). The loop itself is sequential on the caller's thread: it reads, runs the
-Pipeline, writes, and yields a `Tick`. It checks `stop` between frames, so a signal handler that
-sets it ends the stream after the current frame and the caller's `with` closes (finalizes) the sink.
+the newest frame). The loop runs on the caller's thread: it reads, runs the Pipeline, writes, and
+yields a `Tick` (a pipeline that overlaps frames reads and processes up to three ahead on its own
+threads). It checks `stop` before each read, so a signal handler that sets it ends the stream after
+the frames in flight and the caller's `with` closes (finalizes) the sink.
 It never prints; `StreamStats` collects what happened for the caller to report.
 """
 from __future__ import annotations
