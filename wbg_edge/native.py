@@ -161,6 +161,11 @@ def _threads() -> int:
     env = os.environ.get("WBG_EDGE_NATIVE_THREADS")
     if env:
         return max(1, int(env))
+    return usable_cpus()
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux

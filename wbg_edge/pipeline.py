@@ -26,7 +26,6 @@ lane's models instead of between models. Throughput goes up; a result comes out 
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import threading
 import time
@@ -157,14 +156,6 @@ def fit(short: int, h: int, w: int, multiple: int = 32) -> tuple[int, int]:
     long = max(multiple, int(round(short * hi / lo / multiple)) * multiple)
     long = min(max(long, short), short * MAX_ASPECT)
     return (short, long) if h <= w else (long, short)
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def as_bgr(frame) -> np.ndarray:
@@ -340,7 +331,7 @@ class Pipeline:
         self.choice = choose_backend(config.backend, self.bundle, wanted)
         fmt = "engine" if self.choice.kind == "trt" else "onnx"
         # Overlapped, two threads run models at once: half the cores each, and no idle spinning.
-        self._lane_threads = max(1, usable_cpus() // 2)
+        self._lane_threads = max(1, native.usable_cpus() // 2)
         threads = config.threads or (self._lane_threads if config.overlap else None)
         opts = BackendOptions(threads=threads, spin=config.spin and not config.overlap)
         found = {s: self.bundle.resolve(s, fmt) for s in wanted}
