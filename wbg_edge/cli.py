@@ -323,15 +323,12 @@ def cmd_bench(args) -> int:
     frames = _load_frames(args.input, min(args.frames, args.keep))
     h, w = frames[0].shape[:2]
     base = make_config(args, **overlap_default(args, live=False))  # frames from memory: a file's throughput
-    variants = [("default", base)]
-    for opt in _compare_list(args.compare, base):
-        variants.append(_toggle(base, opt))
-    reference = base.overlap and "overlap" not in _compare_list(args.compare, base)
-    if reference:  # the sequential run's model time is the models alone: overlap's overhead line (<= 100 frames)
-        variants.append(_toggle(base, "overlap"))
+    compare = _compare_list(args.compare, base)
+    variants = [("default", base, args.frames)] + [(*_toggle(base, opt), args.frames) for opt in compare]
+    if base.overlap and "overlap" not in compare:  # the sequential run's model time is the models alone:
+        variants.append((*_toggle(base, "overlap"), min(args.frames, 100)))  # overlap's overhead line
     results = []
-    for i, (name, cfg) in enumerate(variants):
-        n = min(args.frames, 100) if reference and i == len(variants) - 1 else args.frames
+    for name, cfg, n in variants:
         pipe = Pipeline(cfg)
         try:
             src = from_frames(frames, count=args.warmup + n)
