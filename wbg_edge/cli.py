@@ -65,15 +65,6 @@ def _float_range(lo: float, hi: float, hi_open: bool = False):
     return parse
 
 
-def _background(s: str) -> str:
-    from .compose import parse_background
-    try:
-        parse_background(s)
-    except (ValueError, OSError) as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return s
-
-
 def _bundle_dir(s: str) -> str:
     if not Path(s).is_dir():
         raise argparse.ArgumentTypeError(f"{s}: no such bundle folder")
@@ -90,87 +81,27 @@ def _size(s: str) -> tuple[int, int]:
     return w, h
 
 
-# ---------------------------------------------------------------- PipelineConfig flags (1:1)
+# ---------------------------------------------------------------- PipelineConfig flags (1:1, from settings)
 
 def add_pipeline_options(p: argparse.ArgumentParser, with_output: bool = True) -> None:
-    """One flag per PipelineConfig field (dest = the field name); PIPELINE_FLAGS lists them.
-    A flag the parser already has (e.g. batch's chunk --overlap) is left out there."""
-    g = p.add_argument_group("pipeline (PipelineConfig fields; omitted flags keep the defaults)")
-    g.add_argument("--bundle", type=_bundle_dir, metavar="DIR", help="model bundle folder (default: the shipped one)")
-    g.add_argument("--backend", choices=("auto", "ort", "trt"), help="inference backend (default auto)")
-    g.add_argument("--model-res", dest="model_res", type=_int_range(32, 2048, 32), metavar="N",
-                   help="short side for depth and matting, a multiple of 32 (default: the bundle's)")
-    g.add_argument("--refine-res", dest="refine_res", type=_int_range(32, 4096, 32), metavar="N",
-                   help="short side of the refine grid, a multiple of 32 (default: the bundle's)")
-    g.add_argument("--depth", action=argparse.BooleanOptionalAction, default=None,
-                   help="run the depth model (--no-depth: D = 0)")
-    g.add_argument("--depth-res", dest="depth_res", type=_int_range(32, 2048, 32), metavar="N",
-                   help="short side of the depth input (default: model-res / 2)")
-    g.add_argument("--depth-every", dest="depth_every", type=_int_range(1, 1000), metavar="K",
-                   help="reuse depth for up to K frames while the scene is still")
-    g.add_argument("--depth-motion", dest="depth_motion", type=_float_range(0.0, 1.0), metavar="F",
-                   help="recompute reused depth when the mean change of its input exceeds F")
-    g.add_argument("--patches", action=argparse.BooleanOptionalAction, default=None,
-                   help="refine only the boundary band in patches (--no-patches: the full grid)")
-    g.add_argument("--patch-size", dest="patch_size", type=_int_range(8, 512, 8), metavar="P", help="patch side")
-    g.add_argument("--band-dilation", dest="band_dilation", type=_int_range(0, 64), metavar="N",
-                   help="boundary band dilation in coarse pixels")
-    g.add_argument("--full-grid-above", dest="full_grid_above", type=_float_range(0.0, 1.0), metavar="F",
-                   help="refine the full grid when the band covers more than this fraction")
-    g.add_argument("--smoothing", type=_float_range(0.0, 1.0, hi_open=True), metavar="F",
-                   help="temporal smoothing of alpha, 0 (off) .. <1")
-    if with_output:
-        g.add_argument("--output", "--mode", dest="mode", choices=("composite", "rgba", "alpha"), default=None,
-                       help="what to write (default: rgba for .mov/.webm/PNG outputs, composite otherwise)")
-    g.add_argument("--background", type=_background, metavar="BG",
-                   help="transparent | colour name or #RRGGBB | blur[:k] | image file (default green)")
-    g.add_argument("--overlap", "--threaded", dest="overlap", action=argparse.BooleanOptionalAction,
-                   default=None, help="two frames at once on two threads: more fps, a frame more latency "
-                   "(default: on for files and folders, off for live sources)")
-    g.add_argument("--threads", type=_int_range(1, 1024), metavar="N",
-                   help="ONNX Runtime threads per model (default: all cores; half with --overlap)")
-    g.add_argument("--patch-context", dest="patch_context", type=_int_range(0, 64, 2), metavar="C",
-                   help="refine pixels of context around each patch (even; default: what the bundle asks for)")
-    g.add_argument("--spin", action=argparse.BooleanOptionalAction, default=None,
-                   help="ONNX Runtime threads spin between runs (lower latency on an idle machine)")
-    _add_new_config_fields(g)
-
-
-def _add_new_config_fields(g) -> None:
-    """A PipelineConfig field without a hand-written flag still gets one (typed from its annotation,
-    checked by PipelineConfig itself), so flags stay 1:1 with the fields as the config grows."""
-    from .pipeline import PipelineConfig
-    for f in dataclasses.fields(PipelineConfig):
-        if f.name in PIPELINE_FLAGS:
-            continue
-        flag, t = "--" + f.name.replace("_", "-"), str(f.type)
-        if "bool" in t:
-            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
-        else:
-            conv = int if "int" in t else float if "float" in t else str
-            g.add_argument(flag, dest=f.name, type=conv, default=None, help=f"PipelineConfig.{f.name}")
-
-
-PIPELINE_FLAGS = ("bundle", "backend", "model_res", "refine_res", "depth", "depth_res", "depth_every",
-                  "depth_motion", "patches", "patch_size", "band_dilation", "full_grid_above", "smoothing",
-                  "mode", "background", "overlap", "threads", "patch_context", "spin")
+    """One flag per PipelineConfig field, generated from the field metadata (wbg_edge.settings)."""
+    from .settings import add_flags
+    add_flags(p, skip=() if with_output else ("mode",))
 
 
 def make_config(args: argparse.Namespace, **overrides):
     """PipelineConfig from the flags the user gave (others keep their defaults) plus `overrides`."""
-    from .pipeline import PipelineConfig
-    fields = {f.name for f in dataclasses.fields(PipelineConfig)}
-    kw = {k: getattr(args, k) for k in fields if getattr(args, k, None) is not None}
-    kw.update({k: v for k, v in overrides.items() if k in fields})
+    from .settings import config_from, given
     try:
-        return PipelineConfig(**kw)
+        return config_from(given(args), **overrides)
     except (TypeError, ValueError) as e:
         raise CliError(str(e)) from None
 
 
 def overlap_default(args: argparse.Namespace, live: bool) -> dict:
     """Without --overlap/--no-overlap: overlap a file's frames (throughput), not a live source's (latency)."""
-    return {} if getattr(args, "overlap", None) is not None else {"overlap": not live}
+    from .settings import overlap_for
+    return {"overlap": overlap_for(live, getattr(args, "overlap", None))}
 
 
 def choose_bundle(args: argparse.Namespace, src) -> str | None:
@@ -188,19 +119,12 @@ def choose_bundle(args: argparse.Namespace, src) -> str | None:
 
 
 def choose_mode(args: argparse.Namespace, sink) -> str:
-    """--output if given; else composite when a background was named, rgba for 'transparent',
-    else what the sink stores best. One-line error when the sink cannot store that mode."""
-    mode = args.mode
-    if mode is None:
-        bg = (args.background or "").strip().lower()
-        mode = "rgba" if bg in ("transparent", "none") else "composite" if bg else sink.prefers
-    if mode == "composite" and (args.background or "").strip().lower() in ("transparent", "none"):
-        mode = "rgba"  # nothing to composite over: the Pipeline makes BGRA
-    if mode not in sink.modes:
-        hint = "no alpha channel there; write .mov, .webm or a PNG folder/ for rgba" if mode == "rgba" else ""
-        raise CliError(f"{sink.where}: cannot store --output {mode}" + (f" ({hint})" if hint else "")
-                       + f"; it takes {', '.join(sink.modes)}")
-    return mode
+    """The output mode for this sink (settings.output_mode); one-line error when the sink cannot store it."""
+    from .settings import output_mode
+    try:
+        return output_mode(args.mode, args.background, sink.modes, sink.prefers, sink.where)
+    except ValueError as e:
+        raise CliError(str(e)) from None
 
 
 # ---------------------------------------------------------------- run
@@ -376,9 +300,8 @@ def cmd_bench(args) -> int:
 
 def cfg_output(cfg) -> str:
     """The mode the Pipeline will produce (composite over 'transparent' is rgba)."""
-    if cfg.mode == "composite" and str(cfg.background).strip().lower() in ("transparent", "none", ""):
-        return "rgba"
-    return cfg.mode
+    from .settings import effective_mode
+    return effective_mode(cfg.mode, cfg.background)
 
 
 def _compare_list(spec: str | None, base) -> list[str]:

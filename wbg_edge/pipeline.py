@@ -43,74 +43,15 @@ from . import native
 from .backends import Backend, BackendOptions, choose_backend, open_backend
 from .band import BandSelector
 from .bundle import Bundle, BundleError, default_bundle_dir, load_bundle
-from .compose import Background, compose, parse_background
+from .compose import Background, compose
+from .settings import MODES, PipelineConfig, Resolved, resolve  # noqa: F401 (MODES, PipelineConfig: public here too)
 
-MODES = ("alpha", "rgba", "composite")
 MODEL_STAGES = ("depth", "coarse", "refiner")
 STAGES = ("preprocess", "depth", "normalise", "coarse", "band", "pack", "refiner", "finish")
 INV255 = np.float32(1.0 / 255.0)
 EPS = np.float32(1e-6)
 MAX_ASPECT = 4  # model / refine grids are at most 4:1, whatever the frame
 IN_FLIGHT = 3   # frames an overlapped stream works on at once (two lanes, and one waiting for a lane)
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Every field maps 1:1 onto a CLI flag of `wbg-edge run` / `bench`."""
-
-    bundle: str | None = None          # bundle folder; None = the default bundle shipped in the package
-    backend: str = "auto"              # auto | ort | trt (auto: trt when engines, a CUDA device and TensorRT exist)
-    model_res: int | None = None       # short side for depth / matting, multiple of 32; None = manifest
-    refine_res: int | None = None      # short side of the refine grid, multiple of 32; None = manifest (<= frame)
-    depth: bool = True                 # False: D = 0 everywhere (the matting model is trained with depth dropout)
-    depth_res: int | None = None       # short side of the depth input, multiple of 32; None = model_res / 2
-    depth_every: int = 1               # reuse depth for up to k frames ...
-    depth_motion: float = 0.02         # ... unless the mean |change| of the depth input (in [0, 1]) exceeds this
-    patches: bool = True               # refine only boundary-band patches (False: the full refine grid)
-    patch_size: int = 32               # P, patches are P x P on the refine grid, multiple of 8
-    patch_context: int | None = None   # refine pixels of context around each patch (even; the refiner sees
-                                       # (P + 2c)^2, only the inner P x P is kept: no seams between patches)
-    band_dilation: int = 2             # band dilation, in coarse pixels
-    full_grid_above: float = 0.6       # band covering more than this fraction of the grid: refine the full grid
-    smoothing: float = 0.0             # temporal EMA of alpha: a = s * previous + (1 - s) * current
-    mode: str = "composite"            # alpha (u8 H x W) | rgba (BGRA) | composite (BGR over `background`)
-    background: str = "green"          # transparent | colour name | #RRGGBB | blur[:k] | image path
-    overlap: bool = False              # stream(): two frames at once, one thread each (models then get half the
-                                       # cores, in process() too: for throughput over latency, with stream())
-    threads: int | None = None         # ONNX Runtime intra-op threads per model (None: all cores; half with overlap)
-    spin: bool = False                 # ONNX Runtime threads spin between runs: lower latency on an idle
-                                       # machine, but they steal the cores the rest of the pipeline needs
-
-    def __post_init__(self):
-        def mult32(name, v, lo=32):
-            if v is not None and (not isinstance(v, int) or v < lo or v % 32):
-                raise ValueError(f"{name} must be a multiple of 32 and >= {lo}, got {v!r}")
-
-        mult32("model_res", self.model_res)
-        mult32("refine_res", self.refine_res)
-        mult32("depth_res", self.depth_res)
-        if not isinstance(self.depth_every, int) or self.depth_every < 1:
-            raise ValueError(f"depth_every must be an integer >= 1, got {self.depth_every!r}")
-        if not 0.0 <= self.depth_motion <= 1.0:
-            raise ValueError(f"depth_motion must be in [0, 1], got {self.depth_motion!r}")
-        if not isinstance(self.patch_size, int) or self.patch_size < 8 or self.patch_size % 8 or self.patch_size > 512:
-            raise ValueError(f"patch_size must be a multiple of 8 in [8, 512], got {self.patch_size!r}")
-        if self.patch_context is not None and (not isinstance(self.patch_context, int)
-                                               or not 0 <= self.patch_context <= 64 or self.patch_context % 2):
-            raise ValueError(f"patch_context must be an even integer in [0, 64], got {self.patch_context!r}")
-        if not isinstance(self.band_dilation, int) or not 0 <= self.band_dilation <= 64:
-            raise ValueError(f"band_dilation must be an integer in [0, 64], got {self.band_dilation!r}")
-        if not 0.0 <= self.full_grid_above <= 1.0:
-            raise ValueError(f"full_grid_above must be in [0, 1], got {self.full_grid_above!r}")
-        if not 0.0 <= self.smoothing < 1.0:
-            raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing!r}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
-        if self.backend not in ("auto", "ort", "trt"):
-            raise ValueError(f"backend must be one of ['auto', 'ort', 'trt'], got {self.backend!r}")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ValueError(f"threads must be an integer >= 1, got {self.threads!r}")
-        parse_background(self.background)  # fails early, naming the spec
 
 
 @dataclass
@@ -355,15 +296,11 @@ class Pipeline:
         self.coarse_model = load("coarse")
         self.refiner_model = load("refiner")
         self.backend_name = self.refiner_model.backend.name
-        self.model_res = config.model_res or self.bundle.model_res
-        self.refine_res = config.refine_res or self.bundle.refine_res
-        # None: what the bundle asks for (its refiner's training decides whether tiles need context)
-        self.patch_context = (config.patch_context if config.patch_context is not None
-                              else int(self.bundle.runtime.get("patch_context", 0)))
-        self.depth_res = config.depth_res or max(32, (self.model_res // 2) // 32 * 32)
-        self._background_spec = parse_background(config.background)
-        self.mode = "rgba" if config.mode == "composite" and self._background_spec.kind == "transparent" \
-            else config.mode
+        self.settings: Resolved = resolve(config, self.bundle.model_res, self.bundle.refine_res,
+                                          self.bundle.runtime, "depth" in stages)
+        self.model_res, self.refine_res = self.settings.model_res, self.settings.refine_res
+        self.patch_context, self.depth_res = self.settings.patch_context, self.settings.depth_res
+        self._background_spec, self.mode = self.settings.background, self.settings.mode
         # state (the pipeline is the only owner; DESIGN.md / STYLE.md)
         self._geoms: dict[tuple[int, int], Geometry] = {}
         self._slot = _Slot()  # process()'s buffers (an overlapped stream has its own)
