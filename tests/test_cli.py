@@ -180,7 +180,7 @@ def test_bench_prints_fps_and_writes_json(tmp_path, capsys):
     # frames from a file are overlapped unless told not to, and the sequential run is the overhead's reference
     assert [r["variant"] for r in doc["results"]] == ["default", "patches off", "overlap off"]
     assert doc["results"][0]["frames"] == 6 and doc["size"] == [160, 96]
-    assert doc["results"][0]["config"]["overlap"] is True and "against the models alone" in out
+    assert doc["results"][0]["config"]["overlap"] is True and "beyond the models alone" in out
 
 
 def test_bench_compares_overlap_with_the_models_alone(tmp_path, capsys):
@@ -191,8 +191,32 @@ def test_bench_compares_overlap_with_the_models_alone(tmp_path, capsys):
     doc = json.loads((tmp_path / "b.json").read_text())
     on, off = doc["results"]
     assert off["variant"] == "overlap off" and off["config"]["overlap"] is False
-    assert on["over_models_alone_ms"] == pytest.approx(on["end_to_end_ms"] - off["model_ms"])
-    assert "against the models alone" in out
+    assert on["overhead_ms"] == pytest.approx(on["end_to_end_ms"] - off["model_ms"])
+    assert on["models_alone_ms"] == off["model_ms"] and "beyond the models alone" in out
+    # an overlapped run's own model times (two lanes at once) are never taken for its overhead: that was -60%
+    line = next(ln for ln in out.splitlines() if ln.startswith("pipeline overhead"))
+    assert f"{on['overhead_ms']:.1f} ms" in line
+
+
+def test_bench_compare_all_leaves_out_depth_on_a_bundle_without_depth(tmp_path, capsys):
+    import shutil
+
+    from wbg_edge.bundle import default_bundle_dir
+    bundle = tmp_path / "nodepth"
+    shutil.copytree(default_bundle_dir(), bundle)
+    doc = json.loads((bundle / "manifest.json").read_text())
+    doc["artifacts"] = [a for a in doc["artifacts"] if a["stage"] != "depth"]
+    (bundle / "manifest.json").write_text(json.dumps(doc))
+    src = write_clip(tmp_path / "in.mp4", n=4)
+    common = ["bench", "-i", str(src), "--frames", "3", "--warmup", "1", "--bundle", str(bundle), "--no-overlap",
+              *FAST[:-1]]
+    assert main([*common, "--json", str(tmp_path / "b.json"), "--compare", "all"]) == 0
+    cap = capsys.readouterr()
+    variants = [r["variant"] for r in json.loads((tmp_path / "b.json").read_text())["results"]]
+    assert variants == ["default", "patches off", "overlap on"], variants
+    assert "leaves out depth and depth-every" in cap.err
+    assert main([*common, "--compare", "depth-every"]) == 1
+    assert "no depth model" in capsys.readouterr().err
 
 
 def test_info_json(capsys):

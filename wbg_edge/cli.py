@@ -247,7 +247,7 @@ def cmd_bench(args) -> int:
     frames = _load_frames(args.input, min(args.frames, args.keep))
     h, w = frames[0].shape[:2]
     base = make_config(args, **overlap_default(args, live=False))  # frames from memory: a file's throughput
-    compare = _compare_list(args.compare, base)
+    compare = _compare_list(args.compare, base, _has_depth(base))
     variants = [("default", base, args.frames)] + [(*_toggle(base, opt), args.frames) for opt in compare]
     if base.overlap and "overlap" not in compare:  # the sequential run's model time is the models alone:
         variants.append((*_toggle(base, "overlap"), min(args.frames, 100)))  # overlap's overhead line
@@ -262,6 +262,8 @@ def cmd_bench(args) -> int:
             pipe.close()
         r.update(variant=name, config=_config_dict(cfg), backend=_backend_name(pipe))
         results.append(r)
+    for r, (_, cfg, _) in zip(results, variants, strict=True):
+        _overhead_against_models_alone(r, cfg, results, variants)
     r0 = results[0]
     print(f"end-to-end: {r0['fps']:.1f} fps ({r0['end_to_end_ms']:.1f} ms/frame, median "
           f"{r0['end_to_end_median_ms']:.1f} ms) at {w}x{h}, {r0['frames']} frames after {args.warmup} warm-up, "
@@ -269,15 +271,12 @@ def cmd_bench(args) -> int:
     print(f"{'stage':<22}{'median ms':>10}")
     for k, v in r0["stages_ms"].items():
         print(f"  {k:<20}{v:>10.2f}")
-    print(f"model time {r0['model_ms']:.1f} ms; pipeline overhead {r0['overhead_ms']:.1f} ms "
-          f"({r0['overhead_pct']:.0f}% of the frame); latency {r0['latency_median_ms']:.1f} ms median")
     if base.overlap:
-        print("  (overlap: two frames at once on two threads, each model single-threaded beside the other lane's "
-              "work, so the model times add up to more than the frame time)")
-        seq = next(r for r in results if r["variant"] == "overlap off")
-        extra = r0["over_models_alone_ms"] = r0["end_to_end_ms"] - seq["model_ms"]
-        print(f"  against the models alone, back to back on all cores (the overlap-off run: "
-              f"{seq['model_ms']:.1f} ms): {extra:+.1f} ms ({100 * extra / r0['end_to_end_ms']:+.0f}% of the frame)")
+        print(f"model time {r0['model_ms']:.1f} ms summed over both lanes (two frames at once, each model "
+              f"single-threaded beside the other lane's work, so it adds up to more than the frame time)")
+    else:
+        print(f"model time {r0['model_ms']:.1f} ms")
+    print(f"pipeline overhead {_overhead_text(r0)}; latency {r0['latency_median_ms']:.1f} ms median")
     growth = 100.0 * (r0["rss_end_mb"] / r0["rss_after_warmup_mb"] - 1) if r0["rss_after_warmup_mb"] else 0.0
     print(f"memory: RSS {r0['rss_after_warmup_mb']:.0f} MB after warm-up, {r0['rss_end_mb']:.0f} MB at the end "
           f"({growth:+.1f}%), peak {r0['peak_rss_mb']:.0f} MB")
@@ -288,8 +287,8 @@ def cmd_bench(args) -> int:
     if len(results) > 1:
         print(f"{'variant':<26}{'ms/frame':>10}{'fps':>8}{'model ms':>10}{'overhead':>10}")
         for r in results:
-            print(f"  {r['variant']:<24}{r['end_to_end_ms']:>10.1f}{r['fps']:>8.1f}{r['model_ms']:>10.1f}"
-                  f"{r['overhead_pct']:>9.0f}%")
+            over = f"{r['overhead_pct']:>9.0f}%" if r["overhead_ms"] is not None else f"{'n/a':>10}"
+            print(f"  {r['variant']:<24}{r['end_to_end_ms']:>10.1f}{r['fps']:>8.1f}{r['model_ms']:>10.1f}{over}")
     if args.json:
         doc = {"input": args.input, "size": [w, h], "machine": _machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC",
                time.gmtime()), "results": results}
@@ -304,18 +303,56 @@ def cfg_output(cfg) -> str:
     return effective_mode(cfg.mode, cfg.background)
 
 
-def _compare_list(spec: str | None, base) -> list[str]:
+def _has_depth(cfg) -> bool:
+    """Whether the bundle of `cfg` has a depth model (else the depth options have nothing to toggle)."""
+    from .bundle import default_bundle_dir, load_bundle
+    bundle = load_bundle(cfg.bundle or default_bundle_dir())
+    return "depth" in bundle.available_stages()
+
+
+DEPTH_OPTIONS = ("depth", "depth_every")
+
+
+def _compare_list(spec: str | None, base, has_depth: bool = True) -> list[str]:
+    """The speed options to toggle; the depth ones only where the bundle has a depth model to toggle."""
     if not spec:
         return []
     fields = {f.name for f in dataclasses.fields(base)}
     names = [s.strip().replace("-", "_") for s in spec.split(",") if s.strip()]
     if names == ["all"]:
-        return [o for o in SPEED_OPTIONS if o in fields]
+        if not has_depth:
+            _note("bench: the bundle has no depth model, so --compare all leaves out depth and depth-every")
+        return [o for o in SPEED_OPTIONS if o in fields and (has_depth or o not in DEPTH_OPTIONS)]
     for n in names:
         if n not in SPEED_OPTIONS or n not in fields:
             avail = [o.replace("_", "-") for o in SPEED_OPTIONS if o in fields]
             raise CliError(f"--compare: unknown option {n!r}; choose from {', '.join(avail)} or all")
+        if n in DEPTH_OPTIONS and not has_depth:
+            raise CliError(f"--compare {n.replace('_', '-')}: the bundle has no depth model, so there is nothing "
+                           f"to compare")
     return names
+
+
+def _overhead_against_models_alone(r: dict, cfg, results: list[dict], variants: list) -> None:
+    """An overlapped run's overhead is its frame time beyond the models alone: the model time of the
+    sequential run of the same settings (its models run back to back on all cores). Its own model times
+    are summed over two lanes that run at once, so frame time minus them means nothing (it was negative).
+    None where no such sequential run was made."""
+    if not cfg.overlap:
+        return
+    seq = dataclasses.replace(cfg, overlap=False)
+    ref = next((q for q, (_, c, _) in zip(results, variants, strict=True) if c == seq), None)
+    r["models_alone_ms"] = ref["model_ms"] if ref else None
+    r["overhead_ms"] = r["end_to_end_ms"] - ref["model_ms"] if ref else None
+    r["overhead_pct"] = 100.0 * r["overhead_ms"] / r["end_to_end_ms"] if ref else None
+
+
+def _overhead_text(r: dict) -> str:
+    if r["overhead_ms"] is None:
+        return "n/a (no sequential run of the same settings to take the models alone from)"
+    alone = f" beyond the models alone ({r['models_alone_ms']:.1f} ms, the sequential run)" \
+        if "models_alone_ms" in r else ""
+    return f"{r['overhead_ms']:.1f} ms ({r['overhead_pct']:.0f}% of the frame){alone}"
 
 
 def _toggle(base, opt: str):
