@@ -127,11 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="checkpoint (.safetensors) or ONNX file")
     p.add_argument("--res", type=int, default=256, help="short side for models with dynamic input sizes")
     a = p.parse_args(argv)
-    from training.checkpoint import CheckpointMismatch
+    from training.checkpoint import CheckpointError
 
     try:
         paths = cache(CacheConfig(kind=a.kind, data=a.data, model=a.model, res=a.res), progress=True)
-    except (DatasetError, CheckpointMismatch) as e:
+    except (DatasetError, CheckpointError) as e:
         print(f"error: {e}")
         return 2
     print(f"wrote {len(paths)} files to {paths[0].parent if paths else a.data}")

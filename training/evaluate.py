@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                 (Path(cfg.out) / "robustness.json").write_text(json.dumps(rows, indent=2) + "\n")
             return 0
         result = evaluate(cfg)
-    except (checkpoint.CheckpointMismatch, DatasetError) as e:
+    except (checkpoint.CheckpointError, DatasetError) as e:
         print(f"error: {e}")
         return 2
     print(format_table(result["table"]))

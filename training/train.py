@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse_args(argv)
         model = train(cfg)
-    except (TrainError, checkpoint.CheckpointMismatch, DatasetError) as e:
+    except (TrainError, checkpoint.CheckpointError, DatasetError) as e:
         print(f"error: {e}")
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
