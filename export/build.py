@@ -27,11 +27,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from export.checkpoints import KINDS, CheckpointError, default_checkpoint_dir, has_checkpoints, load_checkpoint
-from export.fp16 import Fp16Error, Fp16Tolerance, to_fp16
-from export.onnx import OnnxOptions, check_and_infer, export_onnx, generated_input, io_shapes
-from export.tensorrt_builder import EngineBuildError
-from export.validate import ValidationError, compare_engine, compare_onnx
 from wbg_edge.bundle import (
     CONTRACTS,
     Artifact,
@@ -43,6 +38,12 @@ from wbg_edge.bundle import (
     sha256_file,
     write_bundle,
 )
+
+from .checkpoints import KINDS, CheckpointError, default_checkpoint_dir, has_checkpoints, load_checkpoint
+from .fp16 import Fp16Error, Fp16Tolerance, to_fp16
+from .onnx import OnnxOptions, check_and_infer, export_onnx, generated_input, io_shapes
+from .tensorrt_builder import EngineBuildError
+from .validate import ValidationError, compare_engine, compare_onnx
 
 HW = tuple[int, int]
 TARGETS = ("onnx", "trt", "trt-rtx")
@@ -215,8 +216,9 @@ def _check_target(cfg: BuildConfig):
     """Import the TensorRT module for the target, or fail in one line before any work is done."""
     if cfg.target == "onnx":
         return None
-    from export.tensorrt_builder import import_trt
     from wbg_edge.gpu import has_cuda_device
+
+    from .tensorrt_builder import import_trt
 
     alt = "use --onnx-only for a validated ONNX bundle, or --target trt-rtx to build TensorRT for RTX engines " \
           "without a GPU"
@@ -330,8 +332,9 @@ def _build_model(cfg: BuildConfig, model: Model, trt, stage_dir: Path, step, eng
 
 def _engine(cfg: BuildConfig, model: Model, trt, stage_dir: Path, fp32_bytes: bytes, fp16_bytes: bytes, feeds,
             engine_rows: list) -> Artifact:
-    from export.tensorrt_builder import BuildOptions, build_engine, onnx_precision_for
     from wbg_edge.gpu import cuda_device_name
+
+    from .tensorrt_builder import BuildOptions, build_engine, onnx_precision_for
 
     precision = "fp16" if cfg.fp16 else "fp32"
     src = onnx_precision_for(trt, precision)

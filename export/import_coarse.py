@@ -263,7 +263,7 @@ def to_onnx(src: WheelContents, variant: str):
     """The converted model (`onnx.ModelProto`); its serialization depends only on the .tflite bytes."""
     import onnx
 
-    from export.tflite_to_onnx import convert
+    from .tflite_to_onnx import convert
     model = convert(src.tflite, graph_name=f"mediapipe_selfie_{variant}")
     # Provenance travels inside the file too, for copies made without the manifest.
     onnx.helper.set_model_props(model, {
@@ -323,7 +323,7 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
     mask 0.55-0.83 with it, 0.98-0.99 without; bench/RESULTS.md)."""
     import onnx
 
-    from export.tflite_to_onnx import CONVERTER_VERSION, OPSET, op_histogram
+    from .tflite_to_onnx import CONVERTER_VERSION, OPSET, op_histogram
     if base == "auto":
         base = base_for(depth)
     if variant not in VARIANTS:
@@ -400,7 +400,9 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
 
 # -- CLI ----------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m export.import_coarse", description=__doc__.splitlines()[0])
+    # installed, the console script (wbg-edge-import) names itself
+    p = argparse.ArgumentParser(prog="python -m export.import_coarse" if __package__ == "export" else None,
+                                description=__doc__.splitlines()[0])
     p.add_argument("source", choices=SOURCES)
     p.add_argument("--variant", choices=sorted(VARIANTS), default="general",
                    help="general: 256x256 input; landscape: 144x256 input")
@@ -419,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-check", action="store_true", help="skip the parity check against the TFLite interpreter")
     a = p.parse_args(argv)
     out = a.out if a.out is not None else real_world_bundle_dir()
-    from export.tflite_to_onnx import ConversionError
+    from .tflite_to_onnx import ConversionError
     try:
         r = import_mediapipe_selfie(out, variant=a.variant, wheel=a.wheel, refiner_bundle=a.with_refiner,
                                     depth=a.depth, base=None if a.no_refiner else base_for(a.depth),

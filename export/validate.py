@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from export.fp16 import Fp16Tolerance, error_stats, within
 from wbg_edge.gpu import has_cuda_device
+
+from .fp16 import Fp16Tolerance, error_stats, within
 
 
 class ValidationError(RuntimeError):

@@ -21,8 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training import metrics
-from training.data.synthetic import SceneConfig, make_scene
+from . import metrics
+from .data.synthetic import SceneConfig, make_scene
 
 RECORD = "training/checkpoints/default/eval/bundle_metrics.json"
 RTOL, ATOL = 1e-3, 1e-5  # ORT CPU kernels differ across CPUs by ~1e-6 in alpha; a retrained model by far more
