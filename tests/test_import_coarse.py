@@ -78,6 +78,7 @@ def test_import_writes_bundle_with_provenance(general, wheel):
 def test_parity_with_tflite_interpreter_on_real_photos(general):
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (the TFLite interpreter) is not installed")
     v = general.validation
+    assert v["parity"] == "checked"
     assert set(v["images"]) >= {"astronaut", "camera", "grace_hopper"}, "sample photos missing (skimage, matplotlib)"
     assert v["max_abs_diff"] < 1e-4 and v["mean_abs_diff"] < 1e-6
     assert all(e["iou"] > 0.999 for e in v["images"].values())
