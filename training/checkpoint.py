@@ -39,11 +39,6 @@ def resolve(path: str | Path, kind: str | None = None) -> tuple[Path, Path, str]
     return p, p.with_suffix(".json"), kind
 
 
-def weights_path(path: str | Path, kind: str) -> Path:
-    """A .safetensors file, or a folder holding <kind>.safetensors."""
-    return resolve(path, kind)[0]
-
-
 def save(out: Path, model: nn.Module, stage: str, train: dict) -> Path:
     from safetensors.torch import save_file
 
