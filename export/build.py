@@ -27,11 +27,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from export.checkpoints import KINDS, CheckpointError, default_checkpoint_dir, has_checkpoints, load_checkpoint
-from export.fp16 import Fp16Error, Fp16Tolerance, to_fp16
-from export.onnx import OnnxOptions, check_and_infer, export_onnx, generated_input, io_shapes
-from export.tensorrt_builder import EngineBuildError
-from export.validate import ValidationError, compare_engine, compare_onnx
 from wbg_edge.bundle import (
     CONTRACTS,
     Artifact,
@@ -43,6 +38,12 @@ from wbg_edge.bundle import (
     sha256_file,
     write_bundle,
 )
+
+from .checkpoints import KINDS, CheckpointError, default_checkpoint_dir, has_checkpoints, load_checkpoint
+from .fp16 import Fp16Error, Fp16Tolerance, to_fp16
+from .onnx import OnnxOptions, check_and_infer, export_onnx, generated_input, io_shapes
+from .tensorrt_builder import EngineBuildError
+from .validate import ValidationError, compare_engine, compare_onnx
 
 HW = tuple[int, int]
 TARGETS = ("onnx", "trt", "trt-rtx")
@@ -215,8 +216,9 @@ def _check_target(cfg: BuildConfig):
     """Import the TensorRT module for the target, or fail in one line before any work is done."""
     if cfg.target == "onnx":
         return None
-    from export.device import cuda_device_count
-    from export.tensorrt_builder import import_trt
+    from wbg_edge.gpu import has_cuda_device
+
+    from .tensorrt_builder import import_trt
 
     alt = "use --onnx-only for a validated ONNX bundle, or --target trt-rtx to build TensorRT for RTX engines " \
           "without a GPU"
@@ -226,7 +228,7 @@ def _check_target(cfg: BuildConfig):
         pkg = {"trt": "TensorRT (module tensorrt; pip extra [trt] on a GPU machine, JetPack on Jetson)",
                "trt-rtx": "TensorRT for RTX (pip install tensorrt-rtx)"}[cfg.target]
         raise BuildError(f"{pkg} is not installed; {alt if cfg.target == 'trt' else 'use --onnx-only'}") from None
-    if cfg.target == "trt" and cuda_device_count() == 0:
+    if cfg.target == "trt" and not has_cuda_device():
         raise BuildError(f"no CUDA device found (checked with the CUDA driver): --target trt builds engines on the "
                          f"GPU that runs them; {alt}")
     return trt
@@ -262,7 +264,7 @@ def build(cfg: BuildConfig, step: Callable[[str], None] = lambda _: None) -> Bui
                 raise BuildError(f"{model.name}: {type(e).__name__}: {first}") from e
         gpu = None
         if trt is not None:
-            from export.device import cuda_device_name
+            from wbg_edge.gpu import cuda_device_name
 
             gpu = cuda_device_name()
         producer = _versions({trt.__name__.split(".")[0]: str(trt.__version__)} if trt is not None else None)
@@ -330,8 +332,9 @@ def _build_model(cfg: BuildConfig, model: Model, trt, stage_dir: Path, step, eng
 
 def _engine(cfg: BuildConfig, model: Model, trt, stage_dir: Path, fp32_bytes: bytes, fp16_bytes: bytes, feeds,
             engine_rows: list) -> Artifact:
-    from export.device import cuda_device_count, cuda_device_name
-    from export.tensorrt_builder import BuildOptions, build_engine, onnx_precision_for
+    from wbg_edge.gpu import cuda_device_name
+
+    from .tensorrt_builder import BuildOptions, build_engine, onnx_precision_for
 
     precision = "fp16" if cfg.fp16 else "fp32"
     src = onnx_precision_for(trt, precision)
@@ -350,7 +353,8 @@ def _engine(cfg: BuildConfig, model: Model, trt, stage_dir: Path, fp32_bytes: by
     file = f"{model.name}.{precision}.{cfg.target}.engine"
     path = stage_dir / file
     atomic_write_bytes(path, built.data)
-    if cuda_device_count() > 0:
+    device = cuda_device_name()
+    if device is not None:
         cmp = compare_engine(built.module, built.data, fp32_bytes, feeds, cfg.tolerance, name=f"{model.name} engine")
         if not cmp.passed:
             raise ValidationError(f"{model.name}: {cfg.target} {precision} engine vs FP32 ONNX: mean |diff| "
@@ -361,7 +365,7 @@ def _engine(cfg: BuildConfig, model: Model, trt, stage_dir: Path, fp32_bytes: by
         validation = {"skipped": "no CUDA device: built ahead of time, not run (engines are never deserialized "
                                  "without a device)"}
     engine = {"module": built.module, "version": built.version, "flavour": built.flavour,
-              "gpu": cuda_device_name() or "none (ahead-of-time build)", "path": built.path,
+              "gpu": device or "none (ahead-of-time build)", "path": built.path,
               "built_from": f"{model.name}{'.fp16' if src == 'fp16' else ''}.onnx", "profiles": built.profiles,
               "io": {"inputs": built.inputs, "outputs": built.outputs}, "build_seconds": round(built.seconds, 3),
               "timing_cache": built.timing_cache, "optimization_level": cfg.optimization_level,

@@ -28,7 +28,8 @@ def _hw(text: str) -> tuple[int, int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m export.build_engine",
+    # installed, the console script (wbg-edge-export) names itself
+    p = argparse.ArgumentParser(prog="python -m export.build_engine" if __package__ == "export" else None,
                                 description="Export checkpoints to ONNX (FP32 + mixed-precision FP16), build TensorRT "
                                             "engines, validate everything and write a bundle (manifest.json).")
     p.add_argument("--checkpoints", type=Path, default=None,
@@ -85,12 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         parser().error("--onnx-only conflicts with --target " + args.target)
     target = "onnx" if args.onnx_only else (args.target or "trt")
 
-    from export.build import BuildConfig, build, plan_steps
-    from export.checkpoints import CheckpointError
-    from export.fp16 import Fp16Error
-    from export.onnx import OnnxExportError
-    from export.tensorrt_builder import EngineBuildError
     from wbg_edge.bundle import BundleError
+
+    from .build import BuildConfig, build, plan_steps
+    from .checkpoints import CheckpointError
+    from .fp16 import Fp16Error
+    from .onnx import OnnxExportError
+    from .tensorrt_builder import EngineBuildError
 
     cfg = BuildConfig(out=args.out, source=args.checkpoints, target=target, fp16=args.fp16,
                       model_res=args.model_res, refine_res=args.refine_res, min_hw=args.min_hw, opt_hw=args.opt_hw,
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         bar.set_description(msg)
         bar.update(1)
 
-    from export.build import resolve_source
+    from .build import resolve_source
 
     if args.checkpoints is None:
         try:

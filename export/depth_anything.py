@@ -103,7 +103,7 @@ def export_depth_anything(model: nn.Module, opset: int = 18, sample_hw: tuple[in
 
     import onnx
 
-    from export.onnx import check_and_infer, ort_session, slim
+    from .onnx import check_and_infer, ort_session, slim
 
     for h, w in (sample_hw, *check_hw):
         if h % PATCH or w % PATCH:

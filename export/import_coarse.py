@@ -3,6 +3,8 @@
     python -m export.import_coarse mediapipe-selfie [--variant general|landscape] [--wheel PATH] [--out DIR]
                                    [--with-refiner [BUNDLE_DIR] | --no-refiner] [--depth]
 
+Exit status 0; 1 when the [import] extra is missing; 2 when the import fails (one line saying why).
+
 MediaPipe's selfie segmentation (Apache-2.0) ships as .tflite files inside the `mediapipe==0.10.14` wheel
 on PyPI. The wheel is only downloaded (`pip download --no-deps`) and opened as a zip: mediapipe is never
 installed (it pins protobuf < 5 and numpy < 2). The .tflite is converted by `export.tflite_to_onnx` to the
@@ -11,9 +13,12 @@ coarse `rgb` contract:
     image  float32 (1, 3, H, W) RGB in [0, 1] at the model's fixed size (general 256x256, landscape 144x256)
     alpha  float32 (1, 1, H, W) in [0, 1]
 
-then checked (ONNX checker, parity against the TFLite interpreter on real photos when `ai-edge-litert` is
-installed) and written with a manifest entry recording its provenance (wheel name and SHA-256, path in the
-wheel, licence text, converter version). Conversion is deterministic: the same wheel gives the same bytes.
+then checked (ONNX checker, parity against the TFLite interpreter on real photos) and written with a manifest
+entry recording its provenance (wheel name and SHA-256, path in the wheel, licence text, converter version).
+Conversion is deterministic: the same wheel gives the same bytes. It needs the [import] extra (onnx, tflite;
+checked first, one line naming what is missing). The parity check needs the TFLite interpreter
+(`ai-edge-litert`, not in the extra: it has no wheels for some platforms); without it the manifest records
+`"parity": "not checked"` and the CLI says so in a warning line.
 
 A "real-world" bundle is this coarse model plus our refiner for segmenter masks: the shipped
 `segmenter-refiner` bundle (trained by `training/recipes/real_world.py` on natural-photo scenes with
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import os
 import re
 import subprocess
@@ -84,6 +90,29 @@ class ImportCoarseError(RuntimeError):
 
 class RegistryUnreachable(ImportCoarseError):
     """pip could not reach the package index to download the wheel."""
+
+
+class MissingDependency(ImportCoarseError):
+    """An optional package the import needs is not installed."""
+
+
+IMPORT_EXTRA = ("onnx", "tflite")
+INSTALL_EXTRA = "pip install 'wbg-edge[import]'"
+INSTALL_INTERPRETER = "pip install ai-edge-litert"
+
+
+def require_import_extra() -> None:
+    """The [import] extra's modules, imported before any download or conversion (an installed but broken
+    module, e.g. onnx against an incompatible protobuf, counts as missing too)."""
+    missing = []
+    for name in IMPORT_EXTRA:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise MissingDependency(f"importing a segmenter needs {' and '.join(missing)} (the [import] extra), "
+                                f"not installed here: {INSTALL_EXTRA}")
 
 
 def wheel_cache_dir() -> Path:
@@ -247,9 +276,10 @@ def validate(onnx_bytes: bytes, tflite_bytes: bytes, hw: tuple[int, int]) -> dic
             means.append(entry["mean_abs_diff"])
         report["images"][name] = entry
     if ref is None:
-        report["parity"] = "skipped: ai-edge-litert is not installed (pip install ai-edge-litert)"
+        report.update(parity="not checked", parity_reason=f"ai-edge-litert (the TFLite interpreter) is not "
+                                                          f"installed: {INSTALL_INTERPRETER}")
         return report
-    report.update(max_abs_diff=worst_max, mean_abs_diff=float(np.mean(means)),
+    report.update(parity="checked", max_abs_diff=worst_max, mean_abs_diff=float(np.mean(means)),
                   tolerance={"max_abs": PARITY_MAX_ABS, "mean_abs": PARITY_MEAN_ABS})
     if worst_max > PARITY_MAX_ABS or report["mean_abs_diff"] > PARITY_MEAN_ABS:
         raise ImportCoarseError(f"converted ONNX disagrees with the TFLite interpreter: max |diff| {worst_max:.2e}, "
@@ -263,7 +293,7 @@ def to_onnx(src: WheelContents, variant: str):
     """The converted model (`onnx.ModelProto`); its serialization depends only on the .tflite bytes."""
     import onnx
 
-    from export.tflite_to_onnx import convert
+    from .tflite_to_onnx import convert
     model = convert(src.tflite, graph_name=f"mediapipe_selfie_{variant}")
     # Provenance travels inside the file too, for copies made without the manifest.
     onnx.helper.set_model_props(model, {
@@ -321,9 +351,10 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
     Depth is off by default: our depth model learns from generated scenes, and on real photos its depth
     pulls the refiner away from the segmenter (measured on the three sample photos: IoU with the coarse
     mask 0.55-0.83 with it, 0.98-0.99 without; bench/RESULTS.md)."""
+    require_import_extra()
     import onnx
 
-    from export.tflite_to_onnx import CONVERTER_VERSION, OPSET, op_histogram
+    from .tflite_to_onnx import CONVERTER_VERSION, OPSET, op_histogram
     if base == "auto":
         base = base_for(depth)
     if variant not in VARIANTS:
@@ -342,7 +373,8 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
     h, w = dims[2], dims[3]
     if dims[:2] != [1, 3] or out_dims != [1, 1, h, w]:
         raise ImportCoarseError(f"{member}: expected (1,3,H,W) -> (1,1,H,W) after conversion, got {dims} -> {out_dims}")
-    report = validate(onnx_bytes, src.tflite, (h, w)) if check else {"parity": "skipped (--no-check)"}
+    report = validate(onnx_bytes, src.tflite, (h, w)) if check else {"parity": "not checked",
+                                                                     "parity_reason": "--no-check"}
     t3 = time.perf_counter()
 
     ref = load_bundle(refiner_bundle) if refiner_bundle is not None else None
@@ -400,7 +432,9 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
 
 # -- CLI ----------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m export.import_coarse", description=__doc__.splitlines()[0])
+    # installed, the console script (wbg-edge-import) names itself
+    p = argparse.ArgumentParser(prog="python -m export.import_coarse" if __package__ == "export" else None,
+                                description=__doc__.splitlines()[0])
     p.add_argument("source", choices=SOURCES)
     p.add_argument("--variant", choices=sorted(VARIANTS), default="general",
                    help="general: 256x256 input; landscape: 144x256 input")
@@ -416,20 +450,30 @@ def main(argv: list[str] | None = None) -> int:
     ref.add_argument("--no-refiner", action="store_true", help="write only the imported coarse model, no base")
     p.add_argument("--depth", action="store_true",
                    help="also use our depth model (trained on generated scenes: off by default for real footage)")
-    p.add_argument("--no-check", action="store_true", help="skip the parity check against the TFLite interpreter")
+    p.add_argument("--no-check", dest="check", action="store_false",
+                   help="skip the parity check against the TFLite interpreter")
     a = p.parse_args(argv)
     out = a.out if a.out is not None else real_world_bundle_dir()
-    from export.tflite_to_onnx import ConversionError
+    from .tflite_to_onnx import ConversionError
     try:
         r = import_mediapipe_selfie(out, variant=a.variant, wheel=a.wheel, refiner_bundle=a.with_refiner,
                                     depth=a.depth, base=None if a.no_refiner else base_for(a.depth),
-                                    check=not a.no_check)
+                                    check=a.check)
+    except MissingDependency as e:
+        print(f"import_coarse: {e}", file=sys.stderr)
+        return 1
     except (ImportCoarseError, ConversionError, BundleError) as e:
         print(f"import_coarse: {e}", file=sys.stderr)
         return 2
     v = r.validation
-    parity = (f"max |diff| {v['max_abs_diff']:.1e}, mean {v['mean_abs_diff']:.1e} vs TFLite on "
-              f"{', '.join(v['images'])}" if "max_abs_diff" in v else v.get("parity", ""))
+    if v.get("parity") == "checked":
+        parity = (f"max |diff| {v['max_abs_diff']:.1e}, mean {v['mean_abs_diff']:.1e} vs TFLite on "
+                  f"{', '.join(v['images'])}")
+    else:
+        parity = f"parity not checked ({v['parity_reason']})"
+    if a.check and v.get("parity") != "checked":  # asked for and not done: never only a quiet note
+        print(f"import_coarse: WARNING: the converted model was NOT checked against the TFLite interpreter "
+              f"({v['parity_reason']}); the manifest records parity: not checked", file=sys.stderr)
     stages = ", ".join(f"{x.stage}={x.file}" for x in r.bundle.artifacts)
     if r.bundle.base is not None:
         stages += f"; other stages from base bundle {r.bundle.base!r}"

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from export.device import cuda_device_count
-from export.fp16 import Fp16Tolerance, error_stats, within
+from wbg_edge.gpu import has_cuda_device
+
+from .fp16 import Fp16Tolerance, error_stats, within
 
 
 class ValidationError(RuntimeError):
@@ -75,7 +76,7 @@ def compare_onnx(ref_bytes: bytes, test_bytes: bytes, feeds: list[dict[str, np.n
 def compare_engine(module: str, engine_bytes: bytes, ref_bytes: bytes, feeds: list[dict[str, np.ndarray]],
                    tol: Fp16Tolerance = Fp16Tolerance(), name: str = "engine") -> Comparison:
     """A serialized engine vs the FP32 ONNX. Needs a CUDA device (checked first; raises otherwise)."""
-    if cuda_device_count() == 0:
+    if not has_cuda_device():
         raise ValidationError(f"{name}: no CUDA device; engines are not deserialized without one")
     from polygraphy import config as pg_config
 

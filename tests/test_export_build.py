@@ -217,14 +217,14 @@ def _cli(*args, timeout=300):
 
 
 def test_cli_trt_without_tensorrt_or_gpu_is_one_clear_line(tmp_path):
-    from export.device import cuda_device_count
+    from wbg_edge.gpu import has_cuda_device
 
     try:
         import tensorrt  # noqa: F401
         have_trt = True
     except ImportError:
         have_trt = False
-    if have_trt and cuda_device_count() > 0:
+    if have_trt and has_cuda_device():
         pytest.skip("TensorRT and a GPU are present")
     r = _cli("--target", "trt", "--out", str(tmp_path / "x"), "--quiet")
     assert r.returncode == 1

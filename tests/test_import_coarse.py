@@ -78,6 +78,7 @@ def test_import_writes_bundle_with_provenance(general, wheel):
 def test_parity_with_tflite_interpreter_on_real_photos(general):
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (the TFLite interpreter) is not installed")
     v = general.validation
+    assert v["parity"] == "checked"
     assert set(v["images"]) >= {"astronaut", "camera", "grace_hopper"}, "sample photos missing (skimage, matplotlib)"
     assert v["max_abs_diff"] < 1e-4 and v["mean_abs_diff"] < 1e-6
     assert all(e["iou"] > 0.999 for e in v["images"].values())
@@ -378,20 +379,22 @@ def test_segmenter_refiner_beats_the_mask_on_held_out_scenes():
 
 
 def test_real_world_recipe_quick_is_deterministic(tmp_path):
-    """--quick trains, validates and exports a loadable bundle; the same seed gives the same weights."""
+    """--quick trains, validates and (python -m export.recipe real-world) exports a loadable bundle; the same
+    seed gives the same weights."""
     pytest.importorskip("torch", reason="the [train] extra (torch) is not installed")
     pytest.importorskip("skimage", reason="scikit-image (its sample photos make the scenes) is not installed")
+    from export import recipe
     from training.recipes import real_world
 
     args = ["--quick", "--no-progress", "--out", str(tmp_path / "a"), "--bundle", str(tmp_path / "bundle")]
-    assert real_world.main(args) == 0
+    assert recipe.main(["real-world", *args]) == 0
     b = load_bundle(tmp_path / "bundle")
     assert b.stages() == {"refiner"} and b.runtime == {"patch_context": 4}
     s = ort.InferenceSession(str(b.verify(b.find("refiner"))), providers=["CPUExecutionProvider"])
     assert s.run(["delta"], {"input": np.zeros((3, 5, 32, 32), np.float32)})[0].shape == (3, 1, 32, 32)
     ev = json.loads((tmp_path / "a" / "eval.json").read_text())["validation"]
     assert {"sad_mask", "sad_refined", "grad_mask", "grad_refined"} <= set(ev)
-    assert real_world.main(["--quick", "--no-progress", "--out", str(tmp_path / "b"), "--no-bundle"]) == 0
+    assert real_world.main(["--quick", "--no-progress", "--out", str(tmp_path / "b")]) == 0  # training alone
     a, b = ((tmp_path / d / "refiner.safetensors").read_bytes() for d in "ab")
     assert a == b
 

@@ -212,7 +212,7 @@ def test_training_refuses_another_stage_and_tampered_checkpoints(tmp_path, capsy
 
     checkpoint.save(tmp_path / "m", build_model(default_config("matting")), "matting", {})
     matting = tmp_path / "m" / "matting.safetensors"
-    with pytest.raises(checkpoint.CheckpointMismatch) as e:
+    with pytest.raises(checkpoint.CheckpointError) as e:
         checkpoint.load(matting, "refiner")
     one_line(e, str(matting), "a matting checkpoint, but a refiner checkpoint is needed")
     rc = train_main(["--stage", "refiner-wild", "--init", str(matting), "--out", str(tmp_path / "o"),
@@ -222,7 +222,7 @@ def test_training_refuses_another_stage_and_tampered_checkpoints(tmp_path, capsy
     one_line(out, str(matting), "refiner checkpoint is needed")
 
     _tampered_shape(matting)
-    with pytest.raises(checkpoint.CheckpointMismatch) as e:
+    with pytest.raises(checkpoint.CheckpointError) as e:
         checkpoint.load(matting, "matting")
     one_line(e, str(matting), "weights do not fit")
 
@@ -242,7 +242,7 @@ def test_pickles_named_like_checkpoints_are_refused_without_running(tmp_path, ca
     with pytest.raises(CheckpointError) as e:
         load_checkpoint(tmp_path / "c", "refiner")
     one_line(e, "refiner.safetensors", "corrupt or unreadable safetensors")
-    with pytest.raises(checkpoint.CheckpointMismatch) as e:
+    with pytest.raises(checkpoint.CheckpointError) as e:
         checkpoint.load(tmp_path / "c", "refiner")
     one_line(e, "refiner.safetensors", "unreadable safetensors file")
 
@@ -713,7 +713,7 @@ def test_training_checkpoint_with_an_edited_description(tmp_path, description, w
 
     checkpoint.save(tmp_path, build_model(default_config("matting")), "matting", {})
     (tmp_path / "matting.json").write_text(description)
-    with pytest.raises(checkpoint.CheckpointMismatch) as e:
+    with pytest.raises(checkpoint.CheckpointError) as e:
         checkpoint.load(tmp_path, "matting")
     one_line(e, "matting.", words)
 

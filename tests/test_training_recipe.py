@@ -1,5 +1,6 @@
 """The default recipe (--quick): same seed -> same bytes; then evaluate and cache on its checkpoints."""
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -15,7 +16,7 @@ from training.recipes.default import QUICK, RecipeConfig, run
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipe")
-    cfgs = [RecipeConfig(out=str(root / name), bundle=None, progress=False, **QUICK) for name in ("a", "b")]
+    cfgs = [RecipeConfig(out=str(root / name), progress=False, **QUICK) for name in ("a", "b")]
     for cfg in cfgs:
         run(cfg)
     return root
@@ -101,15 +102,36 @@ def test_cache_depth_and_coarse_from_checkpoints(quick, tmp_path):
 
 
 def test_exported_bundle_records_metrics_it_reproduces(quick, tmp_path):
-    """What the recipe does after export: the ONNX bundle's held-out fingerprint, recomputed equal."""
+    """What the recipe does after export (python -m export.recipe): the bundle's held-out fingerprint,
+    recomputed equal."""
     pytest.importorskip("onnxruntime")
+    from export.recipe import export_default
     from training import bundle_metrics
-    from training.recipes.default import export_bundle
 
-    if not export_bundle(quick / "a", tmp_path / "bundle", lambda _m: None):
+    if not export_default(quick / "a", tmp_path / "bundle", lambda _m: None):
         pytest.skip("export extra not installed")
     cfg = bundle_metrics.BundleMetricsConfig(n=2)
     rec = bundle_metrics.record(tmp_path / "bundle", tmp_path / "metrics.json", cfg)
     assert json.loads((tmp_path / "metrics.json").read_text()) == rec
     assert {"band_sad_coarse", "band_sad_refined_fp16", "whole_sad_coarse_depthnet"} <= set(rec["metrics"])
     assert bundle_metrics.mismatches(rec, bundle_metrics.compute(tmp_path / "bundle", cfg)) == []
+
+
+def test_recipe_then_export_from_the_command_line(quick, tmp_path, capsys):
+    """python -m export.recipe default --export-only: the bundle from the checkpoints, and the metrics record
+    beside them; the training recipe alone names that command."""
+    pytest.importorskip("onnx", reason="the [export] extra is not installed")
+    from export import recipe
+    from training import bundle_metrics
+    from training.recipes import default
+
+    out = tmp_path / "ckpt"
+    shutil.copytree(quick / "a", out)
+    assert recipe.main(["default", "--export-only", "--quick", "--out", str(out), "--bundle", str(tmp_path / "b")]) == 0
+    rec = json.loads((out / "eval" / "bundle_metrics.json").read_text())
+    assert rec["bundle"] == str(tmp_path / "b") and (tmp_path / "b" / "manifest.json").is_file()
+    measured = bundle_metrics.compute(tmp_path / "b", bundle_metrics.BundleMetricsConfig(**rec["config"]))
+    assert bundle_metrics.mismatches(rec, measured) == []
+    capsys.readouterr()
+    assert default.main(["--quick", "--no-progress", "--out", str(tmp_path / "c")]) == 0
+    assert "python -m export.recipe default --export-only --out" in capsys.readouterr().out.strip().splitlines()[-1]

@@ -68,7 +68,7 @@ def test_wrong_checkpoint_for_the_stage(tmp_path, capsys):
     checkpoint.save(tmp_path / "d", build_model(default_config("depth")), "depth", {})
     bad = tmp_path / "d" / "depth.safetensors"
     cfg = replace(BASE, stage="refiner-synthetic", out=str(tmp_path / "o"), init=str(bad), steps=1)
-    with pytest.raises(checkpoint.CheckpointMismatch, match=r"depth\.safetensors: a depth checkpoint, but a refiner"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"depth\.safetensors: a depth checkpoint, but a refiner"):
         train(cfg)
     rc = main(["--stage", "refiner-synthetic", "--init", str(bad), "--out", str(tmp_path / "o"), "--no-progress"])
     err = capsys.readouterr().out.strip()

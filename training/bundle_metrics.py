@@ -1,28 +1,34 @@
-"""Held-out numbers of an exported ONNX bundle, computed the way the runtime runs it: ONNX Runtime,
-numpy and OpenCV only (no torch model is involved).
+"""Held-out numbers of an exported ONNX bundle, computed by the runtime itself: each scene goes through
+`wbg_edge.pipeline.Pipeline` (ONNX Runtime, one thread) as a frame, and its Matte's alpha is measured. No
+torch model is involved, and no matting step is re-implemented here.
 
-The default recipe records them beside its evaluation when it writes the shipped bundle;
-tests/test_shipped_bundle.py recomputes them from the committed ONNX files and fails when either
-the files or the recorded numbers changed.
+The default recipe's export step (python -m export.recipe default) records them beside its checkpoints;
+tests/test_shipped_bundle.py recomputes them from the committed ONNX files and fails when the files, the
+runtime's numerics or the recorded numbers changed.
 
     python -m training.bundle_metrics [--bundle wbg_edge/models/default] [--write FILE]
 
-A few small scenes (n=6 at 128x128, seed 1000, held out from training's seed 0), so it runs in
-about a second on a CI core: a fingerprint of the bundle's behaviour, not its quality report
-(that is training.evaluate with n=48 at 256x256).
+A few small scenes (n=6 at 128x128, seed 1000, held out from training's seed 0), so it runs in a few
+seconds on a CI core: a fingerprint of the bundle's behaviour, not its quality report (that is
+training.evaluate with n=48 at 256x256). The bundle runs three ways, each a bundle folder the runtime
+loads as it would any other (made in a temporary folder from the manifest's own artifacts):
+    refined_fp32   the bundle as shipped (the runtime picks the FP32 ONNX)
+    refined_fp16   its FP16 refiner (depth and matting FP32)
+    coarse         its refiner replaced by one whose delta is 0: the coarse matte as the runtime upsamples it
 """
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, dataclass
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from training import metrics
-from training.data.synthetic import SceneConfig, make_scene
+from . import metrics
+from .data.synthetic import SceneConfig, make_scene
 
 RECORD = "training/checkpoints/default/eval/bundle_metrics.json"
 RTOL, ATOL = 1e-3, 1e-5  # ORT CPU kernels differ across CPUs by ~1e-6 in alpha; a retrained model by far more
@@ -31,57 +37,77 @@ RTOL, ATOL = 1e-3, 1e-5  # ORT CPU kernels differ across CPUs by ~1e-6 in alpha;
 @dataclass(frozen=True)
 class BundleMetricsConfig:
     n: int = 6
-    size: int = 128     # refine resolution; matting and depth run at half (model resolution)
+    size: int = 128     # frame and refine resolution; depth and matting run at half (model resolution)
     seed: int = 1000
     band_radius: int = 8
 
 
-def _session(path: Path):
-    import onnxruntime as ort
+def _zero_refiner(inputs: dict, outputs: dict) -> bytes:
+    """A refiner graph with the contract's names whose delta is 0 everywhere (opset 17, ONNX Runtime CPU)."""
+    from onnx import TensorProto, helper
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1  # deterministic and polite on a shared CI box
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    (inp,), (out,) = inputs, outputs
+    i64 = TensorProto.INT64
+    consts = [helper.make_tensor("c0", i64, [1], [4]), helper.make_tensor("c1", i64, [1], [5]),
+              helper.make_tensor("axis", i64, [1], [1]), helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])]
+    g = helper.make_graph(
+        [helper.make_node("Slice", [inp, "c0", "c1", "axis"], ["a"]), helper.make_node("Mul", ["a", "zero"], [out])],
+        "zero_refiner",
+        [helper.make_tensor_value_info(inp, TensorProto.FLOAT, ["N", 5, "H", "W"])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", 1, "H", "W"])], consts)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
 
 
-def _run(sess, x: np.ndarray) -> np.ndarray:
-    return sess.run(None, {sess.get_inputs()[0].name: x[None].astype(np.float32)})[0][0, 0]
+def variants(bundle: str | Path, tmp: Path) -> dict[str, Path]:
+    """Bundle folders for the three runs (see the module docstring), written under `tmp`."""
+    from wbg_edge.bundle import load_bundle, sha256_file, write_bundle
+
+    b = load_bundle(bundle)
+    onnx = {(a.stage, a.precision): a for a in b.artifacts if a.format == "onnx"}
+    fp32 = [onnx[(s, "fp32")] for s in ("depth", "coarse") if (s, "fp32") in onnx]
+    refiner = onnx[("refiner", "fp32")]
+    zero = tmp / "coarse" / "refiner.zero.onnx"
+    zero.parent.mkdir(parents=True)
+    zero.write_bytes(_zero_refiner(refiner.inputs, refiner.outputs))
+    chosen = {"refined_fp32": [*fp32, refiner], "refined_fp16": [*fp32, onnx[("refiner", "fp16")]],
+              "coarse": [*fp32, replace(refiner, file=zero.name, sha256=sha256_file(zero), validation=None)]}
+    roots = {}
+    for name, arts in chosen.items():
+        root = tmp / name
+        root.mkdir(exist_ok=True)
+        for a in arts:
+            if not (root / a.file).exists():
+                shutil.copyfile(b.verify(a), root / a.file)  # hash checked against the shipped manifest
+        write_bundle(replace(b, root=root, artifacts=tuple(arts), base=None, base_stages=None))
+        roots[name] = root
+    return roots
 
 
-def _chw(a: np.ndarray) -> np.ndarray:
-    return a.transpose(2, 0, 1) if a.ndim == 3 else a[None]
-
-
-def _norm(d: np.ndarray) -> np.ndarray:
-    return (d - d.min()) / (d.max() - d.min() + 1e-6)  # the runtime's per-frame depth normalisation
+def _frame(rgb: np.ndarray) -> np.ndarray:
+    """A generated scene (float RGB in [0, 1]) as the u8 BGR frame a camera would give."""
+    return np.ascontiguousarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)[..., ::-1])
 
 
 def compute(bundle: str | Path, cfg: BundleMetricsConfig = BundleMetricsConfig()) -> dict[str, float]:
-    """Mean per scene: boundary-band SAD and gradient error of the coarse and refined mattes (FP32
-    and FP16 refiner), whole-image SAD of the coarse matte fed by the bundle's own depth model."""
-    bundle = Path(bundle)
-    depth, matting = _session(bundle / "depth.onnx"), _session(bundle / "matting.onnx")
-    refiners = {"fp32": _session(bundle / "refiner.onnx"), "fp16": _session(bundle / "refiner.fp16.onnx")}
-    s, h = cfg.size, cfg.size // 2
+    """Mean per scene: boundary-band SAD and gradient error of the runtime's alpha for each way of running
+    the bundle, and whole-image SAD of its coarse matte (the depth model's depth feeding the matting model)."""
+    from wbg_edge.pipeline import Pipeline, PipelineConfig
+
+    scenes = [make_scene(cfg.seed, i, SceneConfig(size=cfg.size)) for i in range(cfg.n)]
     acc: dict[str, list[float]] = {}
-    for i in range(cfg.n):
-        sc = make_scene(cfg.seed, i, SceneConfig(size=s))
-        img, gt = sc["image"], sc["alpha"]
-        small = cv2.resize(img, (h, h), interpolation=cv2.INTER_AREA)
-        d = _norm(sc["depth"])
-        coarse = cv2.resize(_run(matting, np.concatenate([_chw(small), _chw(cv2.resize(d, (h, h),
-                            interpolation=cv2.INTER_AREA))])), (s, s), interpolation=cv2.INTER_LINEAR)
-        d_net = _norm(_run(depth, _chw(small)))
-        coarse_dn = cv2.resize(_run(matting, np.concatenate([_chw(small), _chw(d_net)])), (s, s),
-                               interpolation=cv2.INTER_LINEAR)
-        band = metrics.boundary_band(gt, cfg.band_radius)
-        x = np.concatenate([_chw(img), _chw(d), _chw(coarse)])
-        out = {"coarse": coarse, **{f"refined_{p}": np.clip(coarse + _run(r, x), 0, 1) for p, r in refiners.items()}}
-        for name, a in out.items():
-            acc.setdefault(f"band_sad_{name}", []).append(metrics.sad(a, gt, band))
-            acc.setdefault(f"band_grad_{name}", []).append(metrics.gradient_error(a, gt, band))
-        acc.setdefault("whole_sad_coarse_depthnet", []).append(metrics.sad(coarse_dn, gt))
+    with tempfile.TemporaryDirectory(prefix="wbg-bundle-metrics-") as tmp:
+        for name, root in variants(bundle, Path(tmp)).items():
+            pc = PipelineConfig(bundle=str(root), backend="ort", model_res=cfg.size // 2, depth_res=cfg.size // 2,
+                                refine_res=cfg.size, mode="alpha", threads=1)
+            with Pipeline(pc) as pipe:
+                for sc in scenes:
+                    pipe.reset()  # scenes are unrelated frames: no smoothing or depth carried over
+                    alpha, gt = pipe.process(_frame(sc["image"])).alpha, sc["alpha"]
+                    band = metrics.boundary_band(gt, cfg.band_radius)
+                    acc.setdefault(f"band_sad_{name}", []).append(metrics.sad(alpha, gt, band))
+                    acc.setdefault(f"band_grad_{name}", []).append(metrics.gradient_error(alpha, gt, band))
+                    if name == "coarse":
+                        acc.setdefault("whole_sad_coarse_depthnet", []).append(metrics.sad(alpha, gt))
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
 

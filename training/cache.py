@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.data.folders import DatasetError, FolderDataset, read_gray, read_rgb, write_png16
+from .data.folders import DatasetError, FolderDataset, read_gray, read_rgb, write_png16
 
 Predict = Callable[[np.ndarray, np.ndarray | None], np.ndarray]  # (image HxWx3, depth HxW|None) -> HxW
 
@@ -45,7 +45,7 @@ def _normalise(d: np.ndarray) -> np.ndarray:
 def torch_predictor(cfg: CacheConfig) -> Predict:
     import torch
 
-    from training import checkpoint
+    from . import checkpoint
 
     kind = "depth" if cfg.kind == "depth" else "matting"
     model = checkpoint.frozen(checkpoint.load(cfg.model, kind)[0])
@@ -127,11 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="checkpoint (.safetensors) or ONNX file")
     p.add_argument("--res", type=int, default=256, help="short side for models with dynamic input sizes")
     a = p.parse_args(argv)
-    from training.checkpoint import CheckpointMismatch
+    from .checkpoint import CheckpointError
 
     try:
         paths = cache(CacheConfig(kind=a.kind, data=a.data, model=a.model, res=a.res), progress=True)
-    except (DatasetError, CheckpointMismatch) as e:
+    except (DatasetError, CheckpointError) as e:
         print(f"error: {e}")
         return 2
     print(f"wrote {len(paths)} files to {paths[0].parent if paths else a.data}")

@@ -27,12 +27,12 @@ import cv2
 import numpy as np
 import torch
 
-from training import checkpoint, metrics
-from training.data.degrade import degrade_alpha
-from training.data.folders import FolderDataset
-from training.data.synthetic import HELDOUT_PHOTOS, STYLES, TRAIN_PHOTOS, SceneConfig, make_scene
-from training.models import refine
-from training.train import coarse_from_model, normalise_depth
+from . import checkpoint, metrics
+from .data.degrade import degrade_alpha
+from .data.folders import FolderDataset
+from .data.synthetic import HELDOUT_PHOTOS, STYLES, TRAIN_PHOTOS, SceneConfig, make_scene
+from .models import refine
+from .train import coarse_from_model, normalise_depth
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     a = vars(p.parse_args(argv))
     a["data"] = tuple(a["data"])
     cfg = EvalConfig(**a)
-    from training.data.folders import DatasetError
+    from .data.folders import DatasetError
 
     try:
         if cfg.style == "all":
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                 (Path(cfg.out) / "robustness.json").write_text(json.dumps(rows, indent=2) + "\n")
             return 0
         result = evaluate(cfg)
-    except (checkpoint.CheckpointMismatch, DatasetError) as e:
+    except (checkpoint.CheckpointError, DatasetError) as e:
         print(f"error: {e}")
         return 2
     print(format_table(result["table"]))

@@ -30,12 +30,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training import checkpoint, losses
-from training.data.augment import AugmentConfig
-from training.data.degrade import degrade_alpha
-from training.data.stream import DataConfig, Stream
-from training.data.synthetic import SceneConfig
-from training.models import build_model, default_config, refine
+from . import checkpoint, losses
+from .data.augment import AugmentConfig
+from .data.degrade import degrade_alpha
+from .data.stream import DataConfig, Stream
+from .data.synthetic import SceneConfig
+from .models import build_model, default_config, refine
 
 STAGES = {"depth": "depth", "matting": "matting", "refiner-wild": "refiner", "refiner-synthetic": "refiner"}
 
@@ -368,7 +368,7 @@ def train(cfg: TrainConfig) -> torch.nn.Module:
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p = argparse.ArgumentParser(
-        prog="python -m training.train",
+        prog="python -m training.train" if __package__ == "training" else None,  # else wbg-edge-train
         description="Train one stage of the recipe: depth, matting, refiner-wild or refiner-synthetic. "
                     "Losses: lambda_alpha * L1(alpha) + lambda_comp * compositional L1 (F, B) + lambda_grad * "
                     "gradient L1; refiner-wild uses lambda_consistency * (flip + rescale + coarse agreement).",
@@ -419,12 +419,12 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.data.folders import DatasetError
+    from .data.folders import DatasetError
 
     try:
         cfg = parse_args(argv)
         model = train(cfg)
-    except (TrainError, checkpoint.CheckpointMismatch, DatasetError) as e:
+    except (TrainError, checkpoint.CheckpointError, DatasetError) as e:
         print(f"error: {e}")
         return 2
     if int(os.environ.get("RANK", "0")) == 0:

@@ -1,8 +1,12 @@
-"""CUDA device detection that never needs a GPU to import and never raises.
+"""The one CUDA device detection (runtime, export toolchain and tests ask here); never needs a GPU to
+import and never raises.
 
-Used before anything touches TensorRT: creating a TensorRT runtime or deserializing an engine
+Asked before anything touches TensorRT: creating a TensorRT runtime or deserializing an engine
 without a CUDA device crashes (`tensorrt_lean` 11 segfaults) or fails silently (`tensorrt_rtx`
-returns None), DESIGN.md section 5. So every GPU path asks here first.
+returns None), DESIGN.md section 5. The check uses the CUDA driver API through cuda-python: it needs
+only the driver's libcuda (not the CUDA runtime library) and imports without a GPU. Without
+cuda-python it falls back to `nvidia-smi`. A binding that is installed but finds no driver reads as
+"no device" (no fallback: nvidia-smi would come from the same missing driver).
 """
 from __future__ import annotations
 
@@ -24,24 +28,33 @@ class GpuInfo:
         return f"{self.compute_capability[0]}.{self.compute_capability[1]}"
 
 
-def _via_cuda_bindings() -> list[GpuInfo] | None:
-    """Devices through cuda-python's runtime API; None when the binding or the driver is missing."""
+def _via_driver_api() -> list[GpuInfo] | None:
+    """Devices through cuda-python's driver API; None when the binding is not installed."""
     try:
-        from cuda.bindings import runtime as cudart
+        from cuda.bindings import driver
     except ImportError:
         return None
+    ok = driver.CUresult.CUDA_SUCCESS
+    attr = driver.CUdevice_attribute
     try:
-        err, count = cudart.cudaGetDeviceCount()
-        if err != cudart.cudaError_t.cudaSuccess:
+        (err,) = driver.cuInit(0)
+        if err != ok:
+            return []
+        err, count = driver.cuDeviceGetCount()
+        if err != ok:
             return []
         devices = []
-        for i in range(count):
-            err, prop = cudart.cudaGetDeviceProperties(i)
-            if err != cudart.cudaError_t.cudaSuccess:
+        for i in range(int(count)):
+            err, dev = driver.cuDeviceGet(i)
+            if err != ok:
                 continue
-            name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
-            devices.append(GpuInfo(i, name.strip("\x00 "), (int(prop.major), int(prop.minor)),
-                                   int(prop.totalGlobalMem)))
+            _, raw = driver.cuDeviceGetName(128, dev)
+            _, major = driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev)
+            _, minor = driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev)
+            err_mem, mem = driver.cuDeviceTotalMem(dev)
+            name = raw.split(b"\0", 1)[0].decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+            devices.append(GpuInfo(i, name.strip() or f"cuda:{i}", (int(major), int(minor)),
+                                   int(mem) if err_mem == ok else 0))
         return devices
     except Exception:  # the binding raises its own loader errors when no driver library exists
         return []
@@ -68,12 +81,18 @@ def _via_nvidia_smi() -> list[GpuInfo]:
 
 def cuda_devices() -> list[GpuInfo]:
     """Visible CUDA devices; [] when there is no driver, no device or no way to ask."""
-    found = _via_cuda_bindings()
+    found = _via_driver_api()
     return found if found is not None else _via_nvidia_smi()
 
 
 def has_cuda_device() -> bool:
     return bool(cuda_devices())
+
+
+def cuda_device_name(index: int = 0) -> str | None:
+    """Name of device `index` (what an engine built on it records), or None without one."""
+    devices = cuda_devices()
+    return devices[index].name if index < len(devices) else None
 
 
 def require_cuda_device(what: str, index: int = 0) -> GpuInfo:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from training.data.augment import AugmentConfig, augment
-from training.data.folders import FolderDataset
-from training.data.synthetic import SceneConfig, make_scene
+from .augment import AugmentConfig, augment
+from .folders import FolderDataset
+from .synthetic import SceneConfig, make_scene
 
 KEYS3 = ("image", "fg", "bg")
 KEYS1 = ("alpha", "depth", "coarse")

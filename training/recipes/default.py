@@ -1,14 +1,16 @@
 """The default recipe: depth, matting, refiner-wild, refiner-synthetic on generated scenes (plus
-any dataset folders given), within a bounded CPU budget, then the ONNX bundle.
+any dataset folders given), within a bounded CPU budget.
 
     python -m training.recipes.default [--quick] [--out training/checkpoints/default] [--data DIR ...]
+    python -m export.recipe default [same flags] [--bundle DIR]   # the same, then the ONNX bundle and its metrics
 
 Same seed, same bytes: every sample is a pure function of (seed, index) and the loop is
 deterministic on a given machine and thread count. The default run is short (about 9 minutes on 2
 CPU cores; the shipped checkpoints); --scale 6 is about an hour and trains better models;
 --quick (under a minute) exists for tests. Checkpoints: OUT/<kind>.safetensors +
 .json (the refiner after stage 2 is kept in OUT/refiner-wild/ for the stage 2 vs 3 comparison);
-optimizer states are removed at the end so the folder stays small enough to commit.
+optimizer states are removed at the end so the folder stays small enough to commit. Training never
+imports export: the bundle is the exporter's step (export/recipe.py).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from training.train import TrainConfig, train
+from ..train import TrainConfig, train
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,6 @@ class RecipeConfig:
     batch_size: int = 8
     crop: int = 160
     scale: float = 1.0             # multiplies every stage's steps (longer runs, better models)
-    bundle: str | None = "wbg_edge/models/default"  # None: checkpoints only
     progress: bool = True
 
 
@@ -55,7 +56,7 @@ def stages(cfg: RecipeConfig) -> list[TrainConfig]:
 
 
 def run(cfg: RecipeConfig, log=lambda _msg: None) -> Path:
-    """Train the four stages into cfg.out; export the bundle when cfg.bundle is set."""
+    """Train the four stages into cfg.out."""
     out = Path(cfg.out)
     for tc in stages(cfg):
         log(f"stage {tc.stage}: {tc.steps} steps of {tc.batch_size} x {tc.crop}^2")
@@ -67,50 +68,41 @@ def run(cfg: RecipeConfig, log=lambda _msg: None) -> Path:
                 shutil.copyfile(out / f"refiner{suffix}", keep / f"refiner{suffix}")
     for state in out.glob("*.state.pt"):
         state.unlink()
-    if cfg.bundle and export_bundle(out, Path(cfg.bundle), log):
-        from training.bundle_metrics import record
-
-        record(cfg.bundle, out / "eval" / "bundle_metrics.json")  # what tests/test_shipped_bundle.py reproduces
-        log(f"bundle metrics recorded in {out / 'eval' / 'bundle_metrics.json'}")
     return out
 
 
-def export_bundle(checkpoints: Path, bundle: Path, log) -> bool:
-    """The export helper's public build (export/build.py): FP32 + FP16 ONNX, validated, manifest."""
-    try:
-        from export.build import BuildConfig, build
-    except ImportError as e:  # export extra missing: the checkpoints are still complete
-        log(f"bundle not written ({e}); run: python -m export.build_engine --onnx-only --checkpoints "
-            f"{checkpoints} --out {bundle}")
-        return False
-    result = build(BuildConfig(out=bundle, source=checkpoints, target="onnx", name="default"))
-    log(f"bundle written to {bundle} in {result.seconds:.0f} s")
-    return True
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.recipes.default", description=__doc__.split("\n")[0])
+def parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """The recipe's flags (export/recipe.py adds its own to them)."""
+    p = argparse.ArgumentParser(prog="python -m training.recipes.default", description=__doc__.split("\n")[0],
+                                add_help=add_help)
     d = RecipeConfig()
     p.add_argument("--quick", action="store_true", help="a ~1 minute run (tests): tiny crops, few steps")
     p.add_argument("--out", default=d.out)
     p.add_argument("--data", nargs="*", default=[], help="dataset folders to add to the generator")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--scale", type=float, default=d.scale, help="multiply every stage's steps (e.g. 6 for a 1 h run)")
-    p.add_argument("--bundle", default=d.bundle, help="bundle folder to export to")
-    p.add_argument("--no-bundle", dest="bundle", action="store_const", const=None, help="checkpoints only")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    a = p.parse_args(argv)
-    cfg = RecipeConfig(out=a.out, data=tuple(a.data), seed=a.seed, scale=a.scale, bundle=a.bundle, progress=a.progress,
-                       **(QUICK if a.quick else {}))
-    from training.checkpoint import CheckpointMismatch
-    from training.data.folders import DatasetError
-    from training.train import TrainError
+    return p
+
+
+def config(a: argparse.Namespace, _p: argparse.ArgumentParser | None = None) -> RecipeConfig:
+    return RecipeConfig(out=a.out, data=tuple(a.data), seed=a.seed, scale=a.scale, progress=a.progress,
+                        **(QUICK if a.quick else {}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    cfg = config(p.parse_args(argv), p)
+    from ..checkpoint import CheckpointError
+    from ..data.folders import DatasetError
+    from ..train import TrainError
 
     try:
         run(cfg, log=print)
-    except (TrainError, CheckpointMismatch, DatasetError) as e:
+    except (TrainError, CheckpointError, DatasetError) as e:
         print(f"error: {e}")
         return 2
+    print(f"checkpoints in {cfg.out}; the bundle: python -m export.recipe default --export-only --out {cfg.out}")
     return 0
 
 

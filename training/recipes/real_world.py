@@ -1,7 +1,7 @@
-"""The real-world recipe: a refiner for person-segmenter masks (issue 13), then its small bundle.
+"""The real-world recipe: a refiner for person-segmenter masks (issue 13).
 
     python -m training.recipes.real_world [--quick] [--out training/checkpoints/real-world]
-                                          [--bundle wbg_edge/models/segmenter-refiner | --no-bundle]
+    python -m export.recipe real-world [same flags] [--bundle wbg_edge/models/segmenter-refiner]  # then its bundle
 
 The refiner keeps the RefinerModel contract [R,G,B,D,alpha_coarse] -> delta, with D = 0 always (the
 real-world bundle has no depth stage). It learns on scenes with natural image statistics: subjects and
@@ -17,15 +17,15 @@ unsure and left straight seams on real photos (validation photos; bench/real_wor
 where the coarse mask is uncertain, as the runtime's band selection does.
 
 Validation is on scenes from other photos (`VALIDATION_PHOTOS`) and another seed, run as the runtime runs:
-band tiles of 32x32, delta added, clamped. Same seed, same bytes (one torch thread).
+band tiles of 32x32, delta added, clamped. Same seed, same bytes (one torch thread). The checkpoint's
+description keeps the patch context, which the exporter writes into the bundle's manifest (export/recipe.py).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -33,17 +33,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training import checkpoint
-from training.data.photo_scenes import VALIDATION_PHOTOS, SceneConfig, make_scene
-from training.models import ModelConfig, build_model
-from training.train import lr_at
 from wbg_edge.band import BAND_HI, BAND_LO  # where the runtime refines
+
+from .. import checkpoint
+from ..data.photo_scenes import VALIDATION_PHOTOS, SceneConfig, make_scene
+from ..models import ModelConfig, build_model
+from ..train import lr_at
 
 
 @dataclass(frozen=True)
 class RecipeConfig:
     out: str = "training/checkpoints/real-world"
-    bundle: str | None = "wbg_edge/models/segmenter-refiner"
     seed: int = 0
     widths: tuple[int, ...] = (8, 16)
     scenes: int = 600          # training scenes, generated once; crops are drawn from them
@@ -147,7 +147,7 @@ def refine_tiles(run, image: np.ndarray, coarse: np.ndarray, p: int = 32, c: int
 
 def validate(model: torch.nn.Module, cfg: RecipeConfig, seed: int) -> dict:
     """Boundary SAD and gradient error (training.metrics) of refined vs mask on held-out scenes."""
-    from training.metrics import contour_band, edge_agreement, gradient_error, sad
+    from ..metrics import contour_band, edge_agreement, gradient_error, sad
 
     model.eval()
     scene_cfg = SceneConfig(size=cfg.val_size, photos=VALIDATION_PHOTOS)
@@ -225,58 +225,27 @@ def run(cfg: RecipeConfig, log=lambda _m: None) -> Path:
             "test": record["test"]}
     checkpoint.save(out, model, "refiner-real-world", meta)
     (out / "eval.json").write_text(json.dumps(record, indent=1) + "\n")
-    if cfg.bundle:
-        export_bundle(model, out, Path(cfg.bundle), cfg.context, log)
     return out
 
 
-def export_bundle(model: torch.nn.Module, checkpoints: Path, bundle: Path, context: int, log) -> None:
-    """FP32 + FP16 ONNX of the refiner alone, validated, with a manifest (export/build.py on a one-stage
-    source bundle) asking the runtime for the patch context the refiner learnt with."""
-    from export.build import BuildConfig, build
-    from export.onnx import export_onnx
-    from wbg_edge.bundle import Artifact, Bundle, sha256_file, write_bundle
-
-    exp = export_onnx(model, "refiner")
-    wpath = checkpoints / "refiner.safetensors"
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp)
-        data = exp.model.SerializeToString()
-        (src / "refiner.onnx").write_bytes(data)
-        art = Artifact(stage="refiner", file="refiner.onnx", format="onnx", precision="fp32", contract="refiner",
-                       sha256=sha256_file(src / "refiner.onnx"), inputs={"input": ["N", 5, "H", "W"]},
-                       outputs={"delta": ["N", 1, "H", "W"]}, size_multiple=32,
-                       validation={"torch_vs_onnxruntime_max_abs": exp.parity_max_abs, "tolerance": 1e-4})
-        prov = {"refiner": {"checkpoint": str(wpath), "sha256": sha256_file(wpath), "stage": "refiner-real-world",
-                            "model": model.config.to_dict(), "recipe": "training.recipes.real_world"}}
-        write_bundle(Bundle(root=src, name="segmenter-refiner", artifacts=(art,), provenance=prov,
-                            runtime={"patch_context": context}))
-        result = build(BuildConfig(out=bundle, source=src, target="onnx", name="segmenter-refiner"))
-    b = result.bundle
-    # the temporary source folder is gone: record where the weights really came from
-    provenance = {**b.provenance, "source": {"kind": "checkpoints", "path": str(checkpoints)}}
-    for a in b.artifacts:
-        if a.validation and "source" in a.validation:
-            a.validation["source"] = str(checkpoints / "refiner.safetensors")
-    write_bundle(replace(b, provenance=provenance))
-    (bundle / "REPORT.md").unlink(missing_ok=True)  # names the temporary folder; the manifest says it all
-    log(f"bundle written to {bundle} in {result.seconds:.0f} s")
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.recipes.real_world", description=__doc__.split("\n")[0])
+def parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """The recipe's flags (export/recipe.py adds its own to them)."""
+    p = argparse.ArgumentParser(prog="python -m training.recipes.real_world", description=__doc__.split("\n")[0],
+                                add_help=add_help)
     d = RecipeConfig()
     p.add_argument("--quick", action="store_true", help="a few-second run (tests): tiny scenes, few steps")
     p.add_argument("--out", default=d.out, help="checkpoint folder (refiner.safetensors + .json, eval.json)")
-    p.add_argument("--bundle", default=d.bundle, help="bundle folder to export to")
-    p.add_argument("--no-bundle", dest="bundle", action="store_const", const=None, help="checkpoints only")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--steps", type=int, default=None, help=f"training steps (default {d.steps})")
     p.add_argument("--widths", type=int, nargs=2, default=None, metavar=("W0", "W1"),
                    help=f"refiner widths (default {d.widths})")
     p.add_argument("--context", type=int, default=None, help=f"patch context, even (default {d.context})")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    a = p.parse_args(argv)
+    return p
+
+
+def config(a: argparse.Namespace, p: argparse.ArgumentParser) -> RecipeConfig:
+    """The run's config from parsed flags; a bad value is a usage error of `p`."""
     over = dict(QUICK) if a.quick else {}
     if a.context is not None:
         if a.context < 0 or a.context % 2:
@@ -290,8 +259,14 @@ def main(argv: list[str] | None = None) -> int:
         if min(a.widths) < 1:
             p.error(f"--widths must be positive, got {a.widths}")
         over["widths"] = tuple(a.widths)
-    cfg = RecipeConfig(out=a.out, bundle=a.bundle, seed=a.seed, progress=a.progress, **over)
+    return RecipeConfig(out=a.out, seed=a.seed, progress=a.progress, **over)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    cfg = config(p.parse_args(argv), p)
     run(cfg, log=print)
+    print(f"checkpoint in {cfg.out}; its bundle: python -m export.recipe real-world --export-only --out {cfg.out}")
     return 0
 
 
