@@ -19,6 +19,7 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,7 +42,9 @@ def reexec_with_gi() -> None:
     env = plugin_env()
     env["PYTHONPATH"] += os.pathsep + str(REPO)
     env["PATH"] = path_without_venvs(env.get("PATH", ""))
-    env.setdefault("GST_REGISTRY", f"/tmp/wbg-edge-bench-gst-{os.getuid()}.bin")  # not a cache of an old failure
+    if "GST_REGISTRY" not in env:  # a fresh scan: the default registry may remember an old failure to load
+        env["GST_REGISTRY"] = os.path.join(tempfile.gettempdir(), f"wbg-edge-bench-gst-{os.getuid()}.bin")
+        Path(env["GST_REGISTRY"]).unlink(missing_ok=True)
     os.execve(py, [py, *sys.argv], env)
 
 

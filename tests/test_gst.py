@@ -64,7 +64,7 @@ def gst_env(tmp_path_factory) -> dict[str, str]:
     env = dict(os.environ)
     # no venv on PATH: this venv may lack wbg_edge_gst.pth (a source checkout); test_activated_venv covers that
     env.update(GST_PLUGIN_PATH=str(plugin_path()), PATH=path_without_venvs(env.get("PATH", "")),
-               PYTHONPATH=os.pathsep.join([site_packages(), str(REPO)]),  # the venv's packages, this checkout
+               PYTHONPATH=site_packages(),  # (wbg_edge itself: installed there, or this checkout via the plugin)
                GST_REGISTRY=str(tmp_path_factory.mktemp("gst") / "registry.bin"))
     env.pop("VIRTUAL_ENV", None)
     return env
@@ -150,7 +150,7 @@ def test_inspect_lists_every_property(gst_env):
 
 @needs_gst
 def test_diagnose_says_it_loads(monkeypatch, gst_env):
-    for k in ("PATH", "PYTHONPATH"):
+    for k in ("PATH", "PYTHONPATH", "GST_REGISTRY"):  # (not the user's registry: it may remember a failure)
         monkeypatch.setenv(k, gst_env[k])
     why = diagnose()
     assert why.startswith("wbgedge loads (GStreamer 1.") and f"GST_PLUGIN_PATH={plugin_path()}" in why, why
@@ -349,7 +349,7 @@ def test_readme_examples_run(gst_env, tmp_path):
 
 
 @needs_gst
-def test_activated_venv_needs_and_gets_the_pth(gst_env, tmp_path):
+def test_activated_venv_needs_and_gets_the_pth(gst_env, tmp_path, monkeypatch):
     """With a venv's bin/ first on PATH, GStreamer's embedded Python runs as that venv: without
     wbg_edge_gst.pth no Python element loads at all; with it, wbgedge does."""
     venv = tmp_path / "venv"
@@ -360,6 +360,11 @@ def test_activated_venv_needs_and_gets_the_pth(gst_env, tmp_path):
     cmd = "videotestsrc num-buffers=2 ! video/x-raw,width=64,height=48 ! videoconvert ! wbgedge model-res=64 ! fakesink"
     r = launch(cmd, dict(env, GST_REGISTRY=str(tmp_path / "without.bin")))
     assert r.returncode != 0 and "pygobject initialization failed" in r.stderr, r.stdout + r.stderr
+    # that registry now remembers the failure, whatever the environment: diagnose says so
+    monkeypatch.setenv("GST_REGISTRY", str(tmp_path / "without.bin"))
+    for k in ("PATH", "PYTHONPATH"):
+        monkeypatch.setenv(k, gst_env[k])
+    assert "remembers an earlier failure" in diagnose()
     shutil.copy(plugin_path() / "wbg_edge_gst.pth", site)
     r = launch(cmd, dict(env, GST_REGISTRY=str(tmp_path / "with.bin")))
     assert r.returncode == 0, r.stdout + r.stderr

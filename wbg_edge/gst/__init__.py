@@ -84,23 +84,37 @@ def diagnose(timeout: float = 120) -> str:
     if ver is not None and ver != ours:
         return (f"wbgedge does not load: the plugin loader ({lib}) runs Python {ver}, this Python is {ours}; "
                 f"fix: make the venv with python{ver} -m venv, install wbg-edge there and run wbg-edge from it")
-    with tempfile.TemporaryDirectory() as tmp:
-        env = plugin_env()
-        env["GST_REGISTRY"] = str(Path(tmp) / "registry.bin")  # a fresh scan, not a stale cache
-        try:
-            r = subprocess.run(["gst-inspect-1.0", "wbgedge"], env=env, capture_output=True, text=True,
-                               timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return f"wbgedge does not load: gst-inspect-1.0 wbgedge took more than {timeout:g} s"
-    if r.returncode == 0:
-        gst = re.search(r"Version\s+(\S+)", r.stdout)
-        return (f"wbgedge loads (GStreamer {gst[1] if gst else '?'}, plugin loader Python {ver or '?'}) with "
-                f"GST_PLUGIN_PATH={plugin_path()} PYTHONPATH={site_packages()}")
-    return f"wbgedge does not load: {_why(r.stdout + r.stderr, ver or ours)}"
+    with tempfile.TemporaryDirectory() as tmp:  # a fresh scan first: the registry may hold an old failure
+        fresh = _inspect(dict(plugin_env(), GST_REGISTRY=str(Path(tmp) / "registry.bin")), timeout)
+    if fresh is None or fresh.returncode != 0:
+        why = f"gst-inspect-1.0 took more than {timeout:g} s" if fresh is None else \
+            _why(fresh.stdout + fresh.stderr, ver or ours)
+        return f"wbgedge does not load: {why}"
+    cached = _inspect(plugin_env(), timeout)
+    if cached is not None and cached.returncode != 0:
+        where = os.environ.get("GST_REGISTRY") or "~/.cache/gstreamer-1.0/registry.*.bin"
+        return (f"wbgedge loads with a fresh GStreamer registry, but {where} remembers an earlier failure "
+                f"to load it (GStreamer caches what each plugin held); fix: rm {where}")
+    gst = re.search(r"Version\s+(\S+)", fresh.stdout)
+    return (f"wbgedge loads (GStreamer {gst[1] if gst else '?'}, plugin loader Python {ver or '?'}) with "
+            f"GST_PLUGIN_PATH={plugin_path()} PYTHONPATH={site_packages()}")
+
+
+def _inspect(env: dict[str, str], timeout: float) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(["gst-inspect-1.0", "wbgedge"], env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def _why(output: str, ver: str) -> str:
     """The reason in gst-inspect's output (the loader prints the plugin's Python error), with the fix."""
+    if "pygobject initialization failed" in output:
+        return ("GStreamer's Python plugin loader cannot import PyGObject: a venv's bin/ is first on PATH, so its "
+                "embedded Python runs as that venv, without the system's python3-gi; fix: reinstall wbg-edge in "
+                "that venv (its wbg_edge_gst.pth adds PyGObject back), or make the venv with "
+                "--system-site-packages, or run gst-launch-1.0 with the venv off PATH")
     lines = [s.strip() for s in output.splitlines() if s.strip() and "should be floating" not in s]
     errors = [s for s in lines if re.match(r"\w*(Error|Exception)\b", s)]
     if not errors:

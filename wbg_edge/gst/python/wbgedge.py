@@ -38,10 +38,13 @@ for _d in _site_dirs():
 try:
     from wbg_edge.gst.element import WbgEdge
 except ModuleNotFoundError as _e:
-    if _e.name != "wbg_edge" or not (SOURCE_ROOT / "wbg_edge" / "__init__.py").is_file():
+    if not (_e.name or "").startswith("wbg_edge") or not (SOURCE_ROOT / "wbg_edge" / "__init__.py").is_file():
         raise ImportError(f"wbgedge: cannot import {_e.name} from {TAG}: put the venv's site-packages on "
                           "PYTHONPATH (`wbg-edge info` checks the set-up)") from None
-    sys.path.append(str(SOURCE_ROOT))  # a source checkout that is not installed
+    # a source checkout that is not installed (an empty wbg_edge/ left by an uninstall may shadow it)
+    for _m in [m for m in sys.modules if m.split(".")[0] == "wbg_edge"]:
+        del sys.modules[_m]
+    sys.path.insert(0, str(SOURCE_ROOT))
     from wbg_edge.gst.element import WbgEdge
 
 from gi.repository import Gst  # noqa: E402
