@@ -300,13 +300,10 @@ def test_new_size_mid_stream(harness):
 # ---------------------------------------------------------------- README examples, activated venv
 
 def _readme_examples() -> list[str]:
-    """The gst-launch commands of the "In GStreamer" section that read input.mp4 (README.md once merged)."""
-    for name in ("README.md", "README-gst.md"):
-        text = (REPO / name).read_text() if (REPO / name).is_file() else ""
-        section = re.search(r"^## In GStreamer\n(.*?)(?=^## |\Z)", text, re.M | re.S)
-        if section:
-            return [s for s in section[1].splitlines() if s.startswith("gst-launch-1.0 ") and "input.mp4" in s]
-    return []
+    """The gst-launch commands of README.md's "In GStreamer" section that read input.mp4."""
+    section = re.search(r"^## In GStreamer\n(.*?)(?=^## |\Z)", (REPO / "README.md").read_text(), re.M | re.S)
+    assert section, "README.md has no '## In GStreamer' section"
+    return [s for s in section[1].splitlines() if s.startswith("gst-launch-1.0 ") and "input.mp4" in s]
 
 
 def _have(element: str, env: dict) -> bool:

@@ -424,6 +424,8 @@ def cmd_info(args) -> int:
                   "cuda-python": ver("cuda-python")}
     gpus = cuda_devices()
     info["gpus"] = [f"{g.index}: {g.name} (sm {g.sm}, {g.total_memory >> 20} MiB)" for g in gpus]
+    from .gst import diagnose
+    info["gstreamer"] = diagnose()  # the wbgedge element: whether it loads, or why not and the fix
     try:
         from . import native
         info["native_fused_op"] = str(native.native_backend())
@@ -462,6 +464,12 @@ def cmd_info(args) -> int:
     for a in arts:
         print(f"  {a['stage']:<8} {a['file']:<22} {a['format']:<6} {a['precision']:<5} {a['contract']:<8} "
               f"{a['check']}")
+    return 0
+
+
+def cmd_gst_plugin_path(args) -> int:
+    from .gst import plugin_path
+    print(plugin_path())
     return 0
 
 
@@ -564,6 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--bundle", type=_bundle_dir, metavar="DIR", help="bundle folder (default: the shipped one)")
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(func=cmd_info)
+
+    g = sub.add_parser("gst-plugin-path", help="the folder to put on GST_PLUGIN_PATH for the wbgedge GStreamer element")
+    g.set_defaults(func=cmd_gst_plugin_path)
 
     d = sub.add_parser("demo", help="run the default bundle on the built-in clip; writes wbg-edge-demo.mp4/.png here")
     d.add_argument("--frames", type=_int_range(1, 10000), default=75, help="clip length (default 75)")
