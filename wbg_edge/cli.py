@@ -504,16 +504,21 @@ def cmd_demo(args) -> int:
 def cmd_batch(args) -> int:
     from .batch import BatchConfig, Job, run_batch
 
-    mode = args.mode or ("rgba" if (args.background or "").lower() == "transparent" else "composite")
     # workers None: batch decides (one per GPU or per core here, the cluster's size under Ray)
     cfg = BatchConfig(outdir=args.outdir, workers=args.workers, ray=args.ray, resume=args.resume,
                       chunk_frames=args.chunk_frames, overlap=args.chunk_overlap, summary=args.summary,
                       batch_size=args.batch_size)
-    job = Job(pipeline_config=make_config(args, mode=mode), outdir=str(args.outdir), output_mode=mode,
-              format=args.format)
-    with stop_on_signals() as stop:  # Ctrl-C ends the job cleanly; --resume continues it
+    # Each output's mode is run's (settings.output_mode), decided by batch per output: it needs to know
+    # what the user named, not the config's defaults.
+    job = Job(pipeline_config=make_config(args), outdir=str(args.outdir), output_mode=args.mode,
+              format=args.format, background_named=args.background is not None)
+    # First Ctrl-C / SIGTERM: stop after the frames in flight, finished work recorded; second: at once.
+    with stop_on_signals() as stop:
         report = run_batch(args.inputs, cfg, job, stream=sys.stderr, stop=stop)
     print(report.table())
+    if report.interrupted:
+        _note("wbg-edge batch: interrupted; finished outputs are recorded, rerun with --resume to continue")
+        return 130
     return 1 if report.failed else 0
 
 

@@ -1,6 +1,6 @@
 """The Ray Data executor of `wbg-edge batch` (imported only with --ray; Ray is the optional [batch] extra).
 
-Units (see batch.py) become the rows of a Ray Dataset, one row per block; `map_batches` runs them on
+Units (see plan.py) become the rows of a Ray Dataset, one row per block; `map_batches` runs them on
 a fixed pool of actors (`RayUnitWorker`), each holding one Pipeline and asking Ray for one GPU when
 the cluster has GPUs, else one CPU. Actors write their outputs themselves (staging name inside OUTDIR
 + rename), so on a cluster OUTDIR (and the inputs) must be on a filesystem every node and the driver
@@ -15,13 +15,13 @@ import dataclasses
 import json
 import logging
 import os
-import threading
 import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from wbg_edge.batch import RAY_EXTRA_HINT, BatchError, Job, Unit, UnitRunner
+from .model import RAY_EXTRA_HINT, BatchError, Job, Unit, unit_result
+from .work import UnitRunner
 
 LOCAL_OBJECT_STORE_BYTES = 256 << 20  # rows are small JSON strings; frames never go through the store
 RETRIES = 3                           # restarts of a dead actor, and retries of the Unit it was running
@@ -49,9 +49,10 @@ def import_ray():
 
 
 def run_ray(job: Job, units: Sequence[Unit], address: str, workers: int | None,
-            on_result: Callable[[dict], None], stop: threading.Event | None = None) -> None:
+            on_result: Callable[[dict], None]) -> None:
     """Run the Units as a Ray Data job; `on_result` gets each Unit's result dict as it completes.
-    Setting `stop` abandons the Units not yet returned (their actors are torn down with the job)."""
+    A stopping job reaches the actors through the driver's StopFlag file: they end their Units after
+    the frames in flight and return the rest at once, so every row still comes back."""
     ray = import_ray()
     started = False
     if not ray.is_initialized():
@@ -92,12 +93,9 @@ def run_ray(job: Job, units: Sequence[Unit], address: str, workers: int | None,
             res_d = json.loads(row["result"])
             returned.add((res_d["name"], res_d["index"]))
             on_result(res_d)
-            if stop is not None and stop.is_set():
-                return
         for u in units:
             if (u.name, u.index) not in returned:
-                on_result({"name": u.name, "index": u.index, "frames": 0, "seconds": 0.0,
-                           "error": f"{u.input}: its Ray worker died {RETRIES + 1} times on it"})
+                on_result(unit_result(u, error=f"{u.input}: its Ray worker died {RETRIES + 1} times on it"))
     finally:
         if started:
             ray.shutdown()
