@@ -639,3 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         suffix = "" if known else f" [{type(e).__name__}; WBG_EDGE_DEBUG=1 shows the traceback]"
         _note(f"wbg-edge {args.command}: error: {msg}{suffix}")
         return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
