@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from wbg_edge.sources import Source, SourceError, from_frames, gstreamer_available, open_source, to_bgr
+from wbg_edge.sources import CaptureSource, Source, SourceError, from_frames, gstreamer_available, open_source, to_bgr
 
 
 def write_clip(path, n=10, w=160, h=96, fps=25):
@@ -145,6 +145,8 @@ def test_url_that_never_answers_times_out():
 class _StallingReader:
     """Gives `n` frames, then blocks in grab() the way a dead network decoder does."""
 
+    frame_name, skipped = None, []
+
     def __init__(self, n=3, fps=25.0):
         self.n, self.fps, self.count, self.release = n, fps, None, threading.Event()
 
@@ -160,7 +162,7 @@ class _StallingReader:
 
 
 def test_stalled_file_reader_times_out_instead_of_hanging():
-    src = Source("stall-test", lambda: _StallingReader(3), live=False, stall_timeout=0.5)
+    src = CaptureSource("stall-test", lambda: _StallingReader(3), live=False, stall_timeout=0.5)
     t0 = time.perf_counter()
     got = 0
     with pytest.raises(SourceError, match="stalled"):
@@ -172,7 +174,7 @@ def test_stalled_file_reader_times_out_instead_of_hanging():
 
 
 def test_stalled_live_reader_is_reopened_and_counted():
-    src = Source("stall-live", lambda: _StallingReader(2), live=True, stall_timeout=0.4, backoff=(0.05, 0.1))
+    src = CaptureSource("stall-live", lambda: _StallingReader(2), live=True, stall_timeout=0.4, backoff=(0.05, 0.1))
     got, t0 = 0, time.perf_counter()
     while got < 5 and time.perf_counter() - t0 < 10:
         if src.read(timeout=0.1) is not None:
@@ -206,7 +208,7 @@ def test_live_source_that_never_comes_back_gives_up():
         opened.append(1)
         return _ListReader([np.zeros((8, 8, 3), np.uint8)] * 2)
 
-    src = Source("gone", opener, live=True, max_retries=2, backoff=(0.01, 0.02))
+    src = CaptureSource("gone", opener, live=True, max_retries=2, backoff=(0.01, 0.02))
     with pytest.raises(SourceError, match="gave up after 2"):
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < 10:
@@ -216,7 +218,7 @@ def test_live_source_that_never_comes_back_gives_up():
 
 def test_live_source_keeps_only_the_newest_frame():
     frames = [np.full((8, 8, 3), i, np.uint8) for i in range(200)]
-    src = Source("fast-camera", lambda: _ListReader(frames), live=True)
+    src = CaptureSource("fast-camera", lambda: _ListReader(frames), live=True)
     time.sleep(0.3)  # the consumer is slow: the capture thread must not queue up stale frames
     f = src.read(timeout=1.0)
     src.close()
@@ -224,6 +226,8 @@ def test_live_source_keeps_only_the_newest_frame():
 
 
 class _ListReader:
+    frame_name, skipped = None, []
+
     def __init__(self, frames):
         self.frames, self.fps, self.count = list(frames), 25.0, len(frames)
 
