@@ -71,6 +71,22 @@ def test_image_folder_sorted_converted_and_bad_files_reported(tmp_path):
     assert len(problems) == 1 and "d.png" in problems[0]
 
 
+def test_frames_of_image_files_carry_their_names(tmp_path):
+    """A frame read from an image file carries the file's name (a PNG folder output keeps it); video and
+    synthetic frames carry none."""
+    for name in ("b.jpg", "a.png"):
+        cv2.imwrite(str(tmp_path / name), np.full((20, 30, 3), 100, np.uint8))
+    with open_source(str(tmp_path)) as src:
+        assert [f.name for f in drain(src)] == ["a.png", "b.jpg"]
+    with open_source(str(tmp_path / "b.jpg")) as src:
+        assert [f.name for f in drain(src)] == ["b.jpg"]
+    with open_source("synthetic://?size=32x24&frames=2") as src:
+        assert [f.name for f in drain(src)] == [None, None]
+    clip = write_clip(tmp_path / "v.mp4", n=2)
+    with open_source(str(clip)) as src:
+        assert [f.name for f in drain(src)] == [None, None]
+
+
 def test_to_bgr_handles_channels_and_dtypes():
     assert to_bgr(np.zeros((4, 5), np.uint8)).shape == (4, 5, 3)
     assert to_bgr(np.zeros((4, 5, 1), np.uint8)).shape == (4, 5, 3)

@@ -1,7 +1,7 @@
 """The `wbg-edge demo` job (no camera, GPU, network or files needed).
 
-`run_demo` runs the default bundle on the synthetic clip (`wbg_edge.synthetic`) and writes a composite video and a contact sheet; it
-returns what happened and prints nothing (the CLI prints).
+`run_demo` runs the default bundle on the synthetic clip (`wbg_edge.synthetic`) and writes a composite
+video and a contact sheet; it returns what happened and prints nothing (the CLI prints).
 """
 from __future__ import annotations
 
