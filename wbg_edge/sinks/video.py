@@ -3,13 +3,13 @@
 A file being written is never the target path: frames go to `<name>.partial-<pid><ext>` beside it,
 renamed onto the target by `close()` (which also runs after a write error), so the target only ever
 holds a finished file and an earlier finished file stays until the new one replaces it. The partial
-name is visible on purpose: a run that is killed (SIGKILL, power loss, OOM) leaves it, and it plays
-up to about the last second written:
-- PyAV writes MP4/MOV fragmented (the index up front, a fragment every second), MKV/WebM/AVI play
-  without their trailer anyway;
-- OpenCV cannot fragment MP4, whose index is written last, so an .mp4 or .m4v it writes is mirrored
-  into `<name>.partial-<pid>.mkv` (Matroska plays without its trailer), deleted once the MP4 is
-  finished. This is the fallback when PyAV is missing; `note` says so, once per kind of file.
+name is visible on purpose: a run that is killed (SIGKILL, OOM killer) leaves it, and it plays:
+- PyAV writes MP4/MOV fragmented (the index up front, a fragment every second) and hands every packet
+  to the OS as it is muxed, so the file plays up to its last fragment; MKV/WebM/AVI need no trailer.
+- OpenCV cannot fragment MP4, whose index is written last (a killed one has no moov atom and is lost),
+  so an .mp4 or .m4v it writes is mirrored into `<name>.partial-<pid>.mkv` (Matroska plays without its
+  trailer), deleted once the MP4 is finished; it lacks at most what OpenCV's writer still buffered
+  (about half a megabyte). This is the fallback when PyAV is missing; `note` says so.
 """
 from __future__ import annotations
 
@@ -178,9 +178,12 @@ class VideoSink(SinkBase):
         import av
         # MP4/MOV are written fragmented (a moof every ~second, moov up front), so a file cut short by a
         # full disk, a kill or a power loss still plays up to the last fragment; MKV/WebM stream anyway.
-        frag = {"movflags": "+empty_moov+default_base_moof", "frag_duration": "1000000"}
-        self._out = av.open(str(self._tmp), mode="w",
-                            options=frag if self.path.suffix.lower() in (".mp4", ".m4v", ".mov") else {})
+        # Each packet is handed to the OS as it is muxed: FFmpeg's own buffer held the first 256 kB (seconds
+        # of a small video) in the process, lost with it on a kill.
+        opts = {"flush_packets": "1"}
+        if self.path.suffix.lower() in (".mp4", ".m4v", ".mov"):
+            opts |= {"movflags": "+empty_moov+default_base_moof", "frag_duration": "1000000"}
+        self._out = av.open(str(self._tmp), mode="w", options=opts)
         rate = Fraction(self.fps).limit_denominator(1001)
         s = self._out.add_stream(self.codec, rate=rate)
         self._tb = 1 / rate
