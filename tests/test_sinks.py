@@ -373,6 +373,8 @@ def test_every_sink_declares_the_same_members(tmp_path):
         with sink:
             sink.write(np.zeros((H, W, 3), np.uint8))
         assert sink.size == (W, H) and sink.frames == 1 and sink.closed
+        with pytest.raises(SinkError, match="write after close"):
+            sink.write(np.zeros((H, W, 3), np.uint8))
     os.close(r)
     os.close(w)
     assert [s.pix_fmt for s in sinks] == [None, None, None, "bgr24", None]

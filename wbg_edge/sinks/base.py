@@ -92,8 +92,10 @@ class SinkBase:
         return self
 
     def _fit(self, image: np.ndarray) -> np.ndarray:
-        """A checked frame; the first one fixes `size`, later ones of another size are resized to it
-        unless this sink stores every size."""
+        """A checked frame of an open sink; the first one fixes `size`, later ones of another size are
+        resized to it unless this sink stores every size."""
+        if self.closed:
+            raise SinkError(f"{self.where}: write after close")
         img = check_u8(image, self.where)
         h, w = img.shape[:2]
         if self.size is None:

@@ -112,8 +112,6 @@ class VideoSink(SinkBase):
         return OPENCV_FOURCC[self.codec] if self.encoder == "opencv" else self.codec
 
     def write(self, image: np.ndarray, name: str | None = None) -> None:
-        if self.closed:
-            raise SinkError(f"{self.where}: write after close")
         img = self._fit(image)
         if self._out is None:
             self._open(img.shape[1], img.shape[0])
