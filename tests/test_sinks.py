@@ -131,12 +131,49 @@ def test_raw_pipe_closed_by_reader_is_a_clean_error():
     os.close(w)
 
 
-def test_size_change_mid_stream_is_resized(tmp_path):
+def test_png_folder_keeps_each_frames_own_size(tmp_path):
+    """PNG frames need not share a size: nothing is squashed to the first frame's."""
     with open_sink(f"{tmp_path}/seq/") as sink:
         sink.write(np.zeros((H, W, 3), np.uint8))
-        sink.write(np.zeros((H * 2, W + 3, 3), np.uint8))
-        assert sink.resized == 1
-    assert cv2.imread(str(tmp_path / "seq" / "frame_000001.png")).shape == (H, W, 3)
+        sink.write(np.full((H * 2, W + 3, 4), 9, np.uint8))
+        assert sink.size_changes and sink.resized == 0 and sink.size == (W, H)
+    assert cv2.imread(str(tmp_path / "seq" / "frame_000000.png")).shape == (H, W, 3)
+    assert cv2.imread(str(tmp_path / "seq" / "frame_000001.png"), cv2.IMREAD_UNCHANGED).shape == (H * 2, W + 3, 4)
+
+
+def test_png_folder_keeps_the_input_names(tmp_path):
+    """Frames that came from image files keep their names; a name seen twice (a.jpg, a.png) is made unique;
+    frames without a name are numbered; a pattern numbers every frame."""
+    img = np.zeros((H, W, 3), np.uint8)
+    with open_sink(f"{tmp_path}/seq/") as sink:
+        for name in ("b.jpg", "a.png", "a.jpg", None):
+            sink.write(img, name)
+    assert sorted(p.name for p in (tmp_path / "seq").iterdir()) == \
+        ["a-000002.png", "a.png", "b.png", "frame_000003.png"]
+    with open_sink(f"{tmp_path}/pat/%03d.png") as sink:
+        sink.write(img, "x.jpg")
+    assert [p.name for p in (tmp_path / "pat").iterdir()] == ["000.png"]
+
+
+@pytest.mark.parametrize("uri, encoder", [("v.mp4", "auto"), ("v.mp4", "opencv"), ("v.avi", "opencv"), ("-", "auto")])
+def test_fixed_size_outputs_resize_later_frames_to_the_first_and_count_them(tmp_path, uri, encoder):
+    """A video (or raw stream) has one frame size: a frame of another size is resized to it and counted,
+    so the caller can say so in one line."""
+    if uri == "-":
+        r, w = os.pipe()
+        sink = RawPipeSink(fd=w)
+    else:
+        sink = open_sink(str(tmp_path / uri), encoder=encoder)
+    with sink:
+        for shape in ((H, W, 3), (H * 2, W + 4, 3), (H, W, 3)):
+            sink.write(np.zeros(shape, np.uint8))
+        assert not sink.size_changes and sink.resized == 1 and sink.size == (W, H) and sink.frames == 3
+    if uri == "-":
+        os.close(w)
+        with os.fdopen(r, "rb") as fh:
+            assert len(fh.read()) == 3 * W * H * 3
+    else:
+        assert count_cv2(tmp_path / uri) == (3, (H, W, 3))
 
 
 def test_write_error_still_leaves_a_playable_file(tmp_path):
@@ -186,7 +223,7 @@ def test_window_without_display_and_missing_vcam(monkeypatch):
 
 
 def test_alpha_container_without_pyav_says_how_to_get_it(tmp_path):
-    with pytest.raises(SinkError, match=r"wbg-edge\[video\]"):
+    with pytest.raises(SinkError, match=r"a\.mov.*pip install av"):
         VideoSink(str(tmp_path / "a.mov"), encoder="opencv")
 
 
@@ -241,3 +278,105 @@ def test_any_array_is_written_or_refused_in_one_line(dtype, shape, transpose):
     assert ok == valid
     if ok:
         assert len(data) == img.size
+
+
+# ---------------------------------------------------------------- what a sink says about itself, with and without PyAV
+
+@pytest.fixture
+def no_av(monkeypatch):
+    """PyAV made unimportable in this process (`import av` raises ImportError), as where it is not installed."""
+    monkeypatch.setitem(sys.modules, "av", None)
+    assert not have_av()
+
+
+def _file_codec(path) -> str:
+    """The codec stored in the file, as FFmpeg names it (read back by PyAV when present, else OpenCV's FourCC)."""
+    if have_av():
+        import av
+        with av.open(str(path)) as c:
+            return c.streams.video[0].codec_context.codec.name
+    cap = cv2.VideoCapture(str(path))
+    fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode().lower()
+    cap.release()
+    return {"mp4v": "mpeg4", "fmp4": "mpeg4", "mjpg": "mjpeg"}.get(fourcc, fourcc)
+
+
+DECODER_OF = {"libx264": "h264", "mpeg4": "mpeg4", "mjpeg": "mjpeg", "prores_ks": "prores", "qtrle": "qtrle",
+              "libvpx-vp9": "vp9"}
+
+
+@pytest.mark.parametrize("name, encoder, codec", [
+    ("o.mp4", "opencv", None), ("o.avi", "opencv", None), ("o.mkv", "opencv", None), ("o.avi", "opencv", "mp4v"),
+    pytest.param("o.mp4", "av", None, marks=needs_av), pytest.param("o.avi", "av", None, marks=needs_av),
+    pytest.param("o.mkv", "av", "mpeg4", marks=needs_av)])
+def test_what_a_video_sink_announces_is_what_it_writes(tmp_path, name, encoder, codec):
+    """`codec` / `encoder` are read before the first frame (the CLI announces them); the file holds that codec
+    (an .avi through OpenCV was announced as mp4v and written as MJPG)."""
+    sink = open_sink(str(tmp_path / name), encoder=encoder, codec=codec)
+    announced = (sink.codec, sink.encoder)
+    with sink:
+        for f in frames_bgra(3):
+            sink.write(f[..., :3].copy())
+    assert announced[1] == encoder
+    assert _file_codec(tmp_path / name) == DECODER_OF[announced[0]]
+
+
+@pytest.mark.parametrize("with_av", [pytest.param(True, marks=needs_av), False])
+def test_unknown_codec_is_refused_when_opened_in_one_line(tmp_path, monkeypatch, with_av):
+    """`--codec nosuchcodec` was ignored without PyAV (and with it failed at close with a NoneType message)."""
+    if not with_av:
+        monkeypatch.setitem(sys.modules, "av", None)
+    with pytest.raises(SinkError) as e:
+        open_sink(str(tmp_path / "o.mp4"), codec="nosuchcodec")
+    msg = str(e.value)
+    assert "nosuchcodec" in msg and "o.mp4" in msg and "\n" not in msg
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_pyav_video_is_written_by_opencv_with_one_note(tmp_path, no_av):
+    """No PyAV: .mp4 and .avi still work through OpenCV; each sink says what it writes, in a note that is the same
+    for every file of a kind (so a caller says it once); alpha containers are refused in one line."""
+    notes = []
+    for name in ("a.mp4", "b.mp4", "c.avi"):
+        with open_sink(str(tmp_path / name)) as sink:
+            assert sink.encoder == "opencv" and sink.note and "PyAV is not installed" in sink.note
+            notes.append(sink.note)
+            sink.write(np.zeros((H, W, 3), np.uint8))
+        assert count_cv2(tmp_path / name)[0] == 1
+    assert notes[0] == notes[1] and "mp4v" in notes[0] and "MJPG" in notes[2] and "mp4v" not in notes[2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "b.mp4", "c.avi"]  # no mirror left behind
+    with pytest.raises(SinkError, match="pip install av"):
+        open_sink(str(tmp_path / "d.webm"))
+
+
+@needs_av
+def test_with_pyav_there_is_no_note(tmp_path):
+    for name in ("a.mp4", "b.mov", "c.avi"):
+        assert open_sink(str(tmp_path / name)).note is None
+
+
+def test_every_sink_declares_the_same_members(tmp_path):
+    """The Sink protocol's members, read directly (no getattr) on every kind of sink, before and after a frame."""
+    from typing import get_type_hints
+
+    from wbg_edge.sinks import NullSink, Sink
+
+    members = set(get_type_hints(Sink)) | {"keeps_alpha"}
+    r, w = os.pipe()
+    sinks = [open_sink(str(tmp_path / "v.mp4")), open_sink(str(tmp_path / "v.avi"), encoder="opencv"),
+             open_sink(f"{tmp_path}/seq/"), RawPipeSink(fd=w), NullSink()]
+    for sink in sinks:
+        for m in members:
+            assert hasattr(sink, m), (type(sink).__name__, m)
+        assert sink.size is None and sink.frames == 0 and sink.resized == 0 and not sink.closed
+        assert sink.keeps_alpha == ("rgba" in sink.modes) and sink.prefers in sink.modes
+        with sink:
+            sink.write(np.zeros((H, W, 3), np.uint8))
+        assert sink.size == (W, H) and sink.frames == 1 and sink.closed
+        with pytest.raises(SinkError, match="write after close"):
+            sink.write(np.zeros((H, W, 3), np.uint8))
+    os.close(r)
+    os.close(w)
+    assert [s.pix_fmt for s in sinks] == [None, None, None, "bgr24", None]
+    assert [s.codec is None for s in sinks] == [False, False, False, True, True]
+    assert [s.threadable for s in sinks] == [True, True, True, True, False]

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from wbg_edge.sources import Source, SourceError, from_frames, gstreamer_available, open_source, to_bgr
+from wbg_edge.sources import CaptureSource, Source, SourceError, from_frames, gstreamer_available, open_source, to_bgr
 
 
 def write_clip(path, n=10, w=160, h=96, fps=25):
@@ -69,6 +69,22 @@ def test_image_folder_sorted_converted_and_bad_files_reported(tmp_path):
     assert len(frames) == 3
     assert all(f.image.shape == (40, 50, 3) and f.image.dtype == np.uint8 for f in frames)
     assert len(problems) == 1 and "d.png" in problems[0]
+
+
+def test_frames_of_image_files_carry_their_names(tmp_path):
+    """A frame read from an image file carries the file's name (a PNG folder output keeps it); video and
+    synthetic frames carry none."""
+    for name in ("b.jpg", "a.png"):
+        cv2.imwrite(str(tmp_path / name), np.full((20, 30, 3), 100, np.uint8))
+    with open_source(str(tmp_path)) as src:
+        assert [f.name for f in drain(src)] == ["a.png", "b.jpg"]
+    with open_source(str(tmp_path / "b.jpg")) as src:
+        assert [f.name for f in drain(src)] == ["b.jpg"]
+    with open_source("synthetic://?size=32x24&frames=2") as src:
+        assert [f.name for f in drain(src)] == [None, None]
+    clip = write_clip(tmp_path / "v.mp4", n=2)
+    with open_source(str(clip)) as src:
+        assert [f.name for f in drain(src)] == [None, None]
 
 
 def test_to_bgr_handles_channels_and_dtypes():
@@ -145,6 +161,8 @@ def test_url_that_never_answers_times_out():
 class _StallingReader:
     """Gives `n` frames, then blocks in grab() the way a dead network decoder does."""
 
+    frame_name, skipped = None, []
+
     def __init__(self, n=3, fps=25.0):
         self.n, self.fps, self.count, self.release = n, fps, None, threading.Event()
 
@@ -160,7 +178,7 @@ class _StallingReader:
 
 
 def test_stalled_file_reader_times_out_instead_of_hanging():
-    src = Source("stall-test", lambda: _StallingReader(3), live=False, stall_timeout=0.5)
+    src = CaptureSource("stall-test", lambda: _StallingReader(3), live=False, stall_timeout=0.5)
     t0 = time.perf_counter()
     got = 0
     with pytest.raises(SourceError, match="stalled"):
@@ -172,7 +190,7 @@ def test_stalled_file_reader_times_out_instead_of_hanging():
 
 
 def test_stalled_live_reader_is_reopened_and_counted():
-    src = Source("stall-live", lambda: _StallingReader(2), live=True, stall_timeout=0.4, backoff=(0.05, 0.1))
+    src = CaptureSource("stall-live", lambda: _StallingReader(2), live=True, stall_timeout=0.4, backoff=(0.05, 0.1))
     got, t0 = 0, time.perf_counter()
     while got < 5 and time.perf_counter() - t0 < 10:
         if src.read(timeout=0.1) is not None:
@@ -206,7 +224,7 @@ def test_live_source_that_never_comes_back_gives_up():
         opened.append(1)
         return _ListReader([np.zeros((8, 8, 3), np.uint8)] * 2)
 
-    src = Source("gone", opener, live=True, max_retries=2, backoff=(0.01, 0.02))
+    src = CaptureSource("gone", opener, live=True, max_retries=2, backoff=(0.01, 0.02))
     with pytest.raises(SourceError, match="gave up after 2"):
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < 10:
@@ -216,7 +234,7 @@ def test_live_source_that_never_comes_back_gives_up():
 
 def test_live_source_keeps_only_the_newest_frame():
     frames = [np.full((8, 8, 3), i, np.uint8) for i in range(200)]
-    src = Source("fast-camera", lambda: _ListReader(frames), live=True)
+    src = CaptureSource("fast-camera", lambda: _ListReader(frames), live=True)
     time.sleep(0.3)  # the consumer is slow: the capture thread must not queue up stale frames
     f = src.read(timeout=1.0)
     src.close()
@@ -224,6 +242,8 @@ def test_live_source_keeps_only_the_newest_frame():
 
 
 class _ListReader:
+    frame_name, skipped = None, []
+
     def __init__(self, frames):
         self.frames, self.fps, self.count = list(frames), 25.0, len(frames)
 

@@ -76,6 +76,49 @@ def test_bench_stream_reports_stages_fps_overhead_and_memory(pipe):
     assert r["peak_rss_mb"] >= r["rss_after_warmup_mb"] > 0
 
 
+def test_overlapped_bench_never_reports_a_negative_overhead():
+    """With frames overlapped, the per-frame model times add up to more than the frame time (`bench` printed
+    `overhead -23.2 ms (-60%)`): the overhead is taken against the models alone, or not reported."""
+    frames = [np.random.default_rng(i).integers(0, 255, (96, 128, 3), dtype=np.uint8) for i in range(3)]
+    with Pipeline(PipelineConfig(**SMALL, overlap=True, mode="rgba")) as p:
+        with from_frames(frames, count=24) as src:
+            r = bench_stream(src, p, frames=20, warmup=4, mode="rgba")
+        assert r["models_overlap"] and r["frames_in_flight"] > 1.1
+        assert np.isnan(r["overhead_ms"])  # not measured: no models-alone figure given
+        alone = r["end_to_end_ms"] * 2  # models alone slower than the overlapped frames: no overhead, not negative
+        with from_frames(frames, count=24) as src:
+            r = bench_stream(src, p, frames=20, warmup=4, mode="rgba", models_alone_ms=alone)
+        assert r["overhead_ms"] == 0.0
+        with from_frames(frames, count=24) as src:
+            r = bench_stream(src, p, frames=20, warmup=4, mode="rgba", models_alone_ms=0.1)
+        assert r["overhead_ms"] == pytest.approx(r["end_to_end_ms"] - 0.1)
+
+
+def test_one_frame_at_a_time_overhead_is_against_its_own_model_time(pipe):
+    frames = [np.random.default_rng(i).integers(0, 255, (96, 128, 3), dtype=np.uint8) for i in range(3)]
+    with from_frames(frames, count=14) as src:
+        r = bench_stream(src, pipe, frames=12, warmup=2, mode="rgba", models_alone_ms=1e6)
+    assert not r["models_overlap"] and r["frames_in_flight"] <= 1.1
+    assert r["overhead_ms"] == pytest.approx(r["end_to_end_ms"] - r["model_ms"])
+
+
+def test_image_folder_to_png_folder_keeps_names_and_sizes(tmp_path, pipe):
+    """An image folder of mixed sizes written to a PNG folder: each frame at its own size, under its own name
+    (they were squashed to the first size and renamed frame_000000.png ...)."""
+    d = tmp_path / "shots"
+    d.mkdir()
+    rng = np.random.default_rng(3)
+    sizes = {"a.png": (96, 128), "b.jpg": (72, 100), "c.png": (96, 128)}
+    for name, (h, w) in sizes.items():
+        cv2.imwrite(str(d / name), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    with open_source(str(d)) as src, open_sink(f"{tmp_path}/out/") as sink:
+        n = len(list(run_stream(src, pipe, sink, mode="rgba")))
+    assert n == 3
+    for name, (h, w) in sizes.items():
+        out = cv2.imread(str(tmp_path / "out" / (name[:-4] + ".png")), cv2.IMREAD_UNCHANGED)
+        assert out is not None and out.shape == (h, w, 4), name
+
+
 def test_embedding_api_from_a_plain_python_loop(tmp_path):
     """What a video pipeline embedding wbg_edge does: its own loop, its own frames."""
     cap_path = tmp_path / "in.mp4"

@@ -18,6 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .images import read_image, to_bgr
+
 # BGR, so they go straight into the u8 BGR data path.
 COLOURS: dict[str, tuple[int, int, int]] = {
     "green": (64, 177, 0), "blue": (255, 71, 0), "black": (0, 0, 0), "white": (255, 255, 255),
@@ -54,8 +56,6 @@ def parse_background(spec: str | os.PathLike) -> BackgroundSpec:
             raise ValueError(f"background {s!r}: blur factor must be an integer in [2, 64]")
         return BackgroundSpec("blur", blur=int(k))
     if Path(s).is_file():
-        from .sources import read_image
-
         if read_image(s) is None:  # checked here, so a bad file fails with the arguments, not at frame 1
             raise ValueError(f"background {s!r}: not a readable image file (corrupt or truncated?)")
         return BackgroundSpec("image", path=s)
@@ -73,8 +73,6 @@ class Background:
         self._small: np.ndarray | None = None
         self._colour = np.array(self.spec.colour, np.uint8)
         if self.spec.kind == "image":
-            from .sources import read_image, to_bgr
-
             img = read_image(self.spec.path)
             if img is None:
                 raise ValueError(f"background {self.spec.path!r}: not a readable image file")

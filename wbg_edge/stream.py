@@ -19,14 +19,34 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from .sinks import SinkClosed
+from .sinks import NullSink, Sink, SinkClosed
+from .sources import Source
 
 OUTPUT_MODES = ("composite", "rgba", "alpha")
+
+
+class MatteLike(Protocol):
+    """What the loop reads of a processed frame (`pipeline.Matte`)."""
+
+    alpha: np.ndarray             # float32 (H, W) in [0, 1] (or u8)
+    image: np.ndarray             # u8 output for `mode`
+    mode: str                     # "composite" | "rgba" | "alpha"
+    timings: dict[str, float]     # per-stage ms
+
+
+class Streamer(Protocol):
+    """What the loop runs frames through: `Pipeline`, or anything with the same `stream`."""
+
+    def stream(self, frames: Iterable[np.ndarray]) -> Generator[MatteLike, None, None]:
+        """One result per frame, in order; may read ahead of what it has yielded (overlapped stages).
+        Closing the generator stops any helper threads."""
+        ...
 
 
 @dataclass
@@ -57,12 +77,12 @@ class StreamStats:
 
 def output_image(matte, mode: str) -> np.ndarray:
     """The uint8 image a sink gets for `mode`: alpha HxW, rgba HxWx4 (BGRA), composite HxWx3 (BGR)."""
-    if getattr(matte, "mode", None) == mode:
+    if matte.mode == mode:
         return matte.image
     if mode == "alpha":
         a = matte.alpha
         return a if a.dtype == np.uint8 else np.floor(np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
-    raise ValueError(f"the pipeline made {getattr(matte, 'mode', '?')} output, the sink wants {mode}")
+    raise ValueError(f"the pipeline made {matte.mode} output, the sink wants {mode}")
 
 
 class _WriterThread:
@@ -82,19 +102,19 @@ class _WriterThread:
 
     def _run(self) -> None:
         while True:
-            image = self.q.get()
-            if image is None:
+            item = self.q.get()
+            if item is None:
                 return
             if self.error is None:
                 try:
-                    self.sink.write(image)
+                    _write(self.sink, *item)
                 except BaseException as e:  # raised again in the caller's thread
                     self.error = e
 
-    def put(self, image: np.ndarray) -> None:
+    def put(self, image: np.ndarray, name: str | None) -> None:
         if self.error is not None:
             raise self.error
-        self.q.put(image)
+        self.q.put((image, name))
 
     def finish(self) -> None:
         self.q.put(None)
@@ -103,13 +123,23 @@ class _WriterThread:
             raise self.error
 
 
-def run_stream(source, pipeline, sink, mode: str = "composite", stop: threading.Event | None = None,
-               max_frames: int | None = None, stats: StreamStats | None = None,
+def _write(sink: Sink, image: np.ndarray, name: str | None) -> None:
+    # The name goes only where there is one (frames of image files), so a sink wrapper that takes
+    # write(image) alone still works for every other input.
+    if name is None:
+        sink.write(image)
+    else:
+        sink.write(image, name)
+
+
+def run_stream(source: Source, pipeline: Streamer, sink: Sink, mode: str = "composite",
+               stop: threading.Event | None = None, max_frames: int | None = None, stats: StreamStats | None = None,
                read_timeout: float = 0.25, sink_thread: bool = True, sink_queue: int = 1) -> Iterator[Tick]:
     """Yield one Tick per frame handed to the sink; returns at the end of the input, on `stop`, or
     after `max_frames`. Source, pipeline and sink errors propagate (the caller closes what it opened).
 
     Frames go through `pipeline.stream`, so a pipeline configured to overlap its stages does so here.
+    A frame read from an image file reaches the sink with its name (`Sink.write(image, name)`).
     File and pipe sinks (`sink.threadable`) write on their own thread unless `sink_thread=False`;
     every frame handed over is written before this returns. `sink_queue` images may wait for the
     writer (more than 1 only for a pipeline that keeps sink_queue + 1 earlier Mattes valid).
@@ -135,22 +165,21 @@ def run_stream(source, pipeline, sink, mode: str = "composite", stop: threading.
                     return
                 continue
             # Files are read ahead on purpose; their latency counts from the hand-over, not the decode.
-            pulled.append((frame, frame.t_capture if getattr(source, "live", False) else time.perf_counter()))
+            pulled.append((frame, frame.t_capture if source.live else time.perf_counter()))
             n += 1
             yield frame.image
 
-    run = getattr(pipeline, "stream", None)
-    mattes = run(frames()) if run is not None else (pipeline.process(f) for f in frames())
+    mattes = pipeline.stream(frames())
     window: deque[float] = deque(maxlen=32)  # write times of the last frames, for the fps readout
-    writer = _WriterThread(sink, sink_queue) if sink_thread and getattr(sink, "threadable", False) else None
-    write = writer.put if writer is not None else sink.write
+    writer = _WriterThread(sink, sink_queue) if sink_thread and sink.threadable else None
+    write = writer.put if writer is not None else lambda image, name: _write(sink, image, name)
     t0 = time.perf_counter()
     try:
         for matte in mattes:
             frame, t_in = pulled.popleft()
             image = output_image(matte, mode)
             try:
-                write(image)
+                write(image, frame.name)
             except SinkClosed:
                 stats.ended_by = "output closed"
                 return
@@ -162,9 +191,7 @@ def run_stream(source, pipeline, sink, mode: str = "composite", stop: threading.
             fps = (len(window) - 1) / (window[-1] - window[0]) if len(window) > 1 else 0.0
             yield Tick(stats.frames - 1, frame.image, matte, image, latency, fps)
     finally:
-        close = getattr(mattes, "close", None)
-        if close is not None:
-            close()  # stops an overlapping pipeline's worker thread
+        mattes.close()  # stops an overlapping pipeline's worker threads
         try:
             if writer is not None:
                 writer.finish()  # every frame handed over is written (or its error raised) before we return
@@ -191,17 +218,23 @@ def peak_rss_mb() -> float:
 MODEL_STAGES = ("depth", "coarse", "refiner")  # Matte.timings keys that are model runs; the rest is our work
 
 
-def bench_stream(source, pipeline, frames: int, warmup: int = 5, mode: str = "composite",
-                 max_seconds: float | None = None) -> dict:
+def bench_stream(source: Source, pipeline: Streamer, frames: int, warmup: int = 5, mode: str = "composite",
+                 max_seconds: float | None = None, models_alone_ms: float | None = None) -> dict:
     """Run `frames` frames (after `warmup` untimed ones) through `run_stream` into a null sink,
     or fewer (at least 5) when `max_seconds` of timed frames have passed.
 
     Returns a dict: per-stage median ms, end-to-end ms per frame and fps (wall time over the timed
-    frames, so everything the loop does counts), the sum of model medians, pipeline overhead
-    (end-to-end minus model time), latency median, memory (RSS after warm-up, at the end, peak).
-    """
-    from .sinks import NullSink
+    frames, so everything the loop does counts), the sum of model medians (`model_ms`), latency
+    median, memory (RSS after warm-up, at the end, peak), and the pipeline overhead: end-to-end minus
+    the models' time per frame.
 
+    That models' time is `model_ms` when frames go one at a time. A pipeline that overlaps frames has
+    several in flight (`frames_in_flight`, Little's law: latency summed over frames / wall time; at
+    most 1 one at a time), so its per-frame model times add up to more than the frame time
+    (`models_overlap` True) and say nothing about overhead: it is then taken against
+    `models_alone_ms` (the models back to back, a sequential run's `model_ms`), never below 0, or
+    reported as NaN (not measured) when that is not given.
+    """
     sink = NullSink()
     # Records live in arrays allocated (and touched) before the after-warm-up RSS is taken, so a
     # long soak measures the stream's memory, not the growth of its own bookkeeping.
@@ -212,7 +245,7 @@ def bench_stream(source, pipeline, frames: int, warmup: int = 5, mode: str = "co
     rss_warm = t_prev = t_start = None
     for tick in run_stream(source, pipeline, sink, mode=mode, max_frames=warmup + frames):
         now = time.perf_counter()
-        timings = getattr(tick.matte, "timings", None) or {}
+        timings = tick.matte.timings
         if tick.index < warmup:
             for k in timings:
                 stage_ms.setdefault(k, np.full(frames, np.nan))
@@ -234,16 +267,28 @@ def bench_stream(source, pipeline, frames: int, warmup: int = 5, mode: str = "co
     if n == 0:
         raise ValueError("bench: the source gave no frames after warm-up")
     times, lat = times[:n], lat[:n]
-    e2e = 1000.0 * float(np.sum(times)) / n
+    wall_ms = 1000.0 * float(np.sum(times))
+    e2e = wall_ms / n
     stages = {k: float(np.nanmedian(v[:n])) for k, v in stage_ms.items() if not np.all(np.isnan(v[:n]))}
     model = sum(v for k, v in stages.items() if k in MODEL_STAGES)
+    in_flight = float(np.sum(lat)) / wall_ms if wall_ms > 0 else 1.0
+    # One at a time, each frame's latency lies inside the wall time and apart from the others' (<= 1);
+    # the margin only absorbs timer granularity.
+    overlap = in_flight > 1.1
+    if not overlap:
+        overhead = e2e - model
+    elif models_alone_ms is not None:
+        overhead = max(e2e - models_alone_ms, 0.0)
+    else:
+        overhead = float("nan")
     rss_end = rss_mb()
     return {
         "frames": n, "warmup": warmup,
         "end_to_end_ms": e2e, "fps": 1000.0 / e2e if e2e > 0 else 0.0,
         "end_to_end_median_ms": 1000.0 * float(np.median(times)),
         "stages_ms": stages, "model_ms": model,
-        "overhead_ms": e2e - model, "overhead_pct": 100.0 * (e2e - model) / e2e if e2e > 0 else 0.0,
+        "frames_in_flight": in_flight, "models_overlap": overlap,
+        "overhead_ms": overhead, "overhead_pct": 100.0 * overhead / e2e if e2e > 0 else 0.0,
         "latency_median_ms": float(np.median(lat)),
         # slowdown over time (soak): median frame time of the first and the last quarter
         "first_quarter_ms": 1000.0 * float(np.median(times[: max(n // 4, 1)])),
