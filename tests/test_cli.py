@@ -109,7 +109,7 @@ def test_signal_mid_stream_leaves_a_playable_file_with_the_frames_so_far(tmp_pat
                              "synthetic://?size=128x96&frames=100000", "-o", str(out), *FAST],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     t0 = time.time()
-    while not list(tmp_path.glob(".live.partial-*")) and time.time() - t0 < 60:
+    while not list(tmp_path.glob("live.partial-*")) and time.time() - t0 < 60:
         time.sleep(0.05)  # the temporary file appears with the first frame
     time.sleep(1.0)
     proc.send_signal(sig)
@@ -120,7 +120,7 @@ def test_signal_mid_stream_leaves_a_playable_file_with_the_frames_so_far(tmp_pat
     n_written = int(err.split("wrote ")[1].split(" frames")[0])
     n, shape = read_back(out)
     assert n == n_written > 0 and shape == (96, 128, 3)
-    assert not list(tmp_path.glob(".live.partial-*"))
+    assert not list(tmp_path.glob("live.partial-*"))
 
 
 @pytest.mark.parametrize("args, words", [

@@ -112,7 +112,6 @@ def test_unknown_codec_with_pyav_fails_before_the_first_frame(tmp_path):
     assert "NoneType" not in p.stderr and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py prints its own 'mp4v' line instead of sink.note (the lead switches)")
 def test_avi_without_pyav_announces_what_it_writes(tmp_path):
     """An .avi through OpenCV is MJPG: nothing on stderr may say mp4v."""
     out = tmp_path / "o.avi"

@@ -189,9 +189,8 @@ def cmd_run(args) -> int:
             sink = open_sink(args.out, fps=args.fps or src.fps, codec=args.codec)
             with sink:  # closing finalizes the file, also when the loop below fails
                 mode = choose_mode(args, sink)
-                if getattr(sink, "backend", None) == "opencv":
-                    _note("PyAV not installed: writing MPEG-4 (mp4v) with OpenCV; "
-                          "pip install 'wbg-edge[video]' for H.264")
+                if sink.note:  # e.g. which codec a fallback writes
+                    _note(sink.note)
                 pipe = Pipeline(make_config(args, mode=mode, bundle=choose_bundle(args, src),
                                             **overlap_default(args, src.live)))
                 opened.update(src=src, sink=sink, mode=mode, pipe=pipe)
@@ -213,20 +212,20 @@ def cmd_run(args) -> int:
 def _report_run(args, src, sink, stats, mode, pipe) -> None:
     s = src.stats
     where = "stdout" if args.out in ("-", "pipe:", "pipe:1") else args.out
-    enc = f", {sink.encoder_name} via {sink.backend}" if hasattr(sink, "encoder_name") else ""
-    n = getattr(sink, "frames", stats.frames)
+    enc = f", {sink.codec} via {sink.encoder}" if sink.codec else ""
+    n = sink.frames
     _note(f"wrote {n} frames ({mode}{enc}) to {where} in {stats.wall_s:.1f} s: {stats.fps:.1f} fps, "
           f"latency {stats.latency_ms:.0f} ms median; dropped {s.dropped}, reconnects {s.reconnects}"
           f" ({stats.ended_by or 'stopped by an error'})")
-    if getattr(sink, "pix_fmt", None):
-        w, h = sink._sized.size or (0, 0)
+    if sink.pix_fmt:
+        w, h = sink.size or (0, 0)
         _note(f"raw frames: ffmpeg -f rawvideo -pix_fmt {sink.pix_fmt} -s {w}x{h} -r {src.fps:g} -i - OUT")
     for p in s.problems:
         _note(f"warning: {p}")
     if getattr(pipe, "nonfinite_frames", 0):
         _note(f"warning: the model returned NaN/Inf on {pipe.nonfinite_frames} frames; "
               f"they were passed through with the previous alpha")
-    if getattr(sink, "resized", 0):
+    if sink.resized:
         _note(f"warning: {sink.resized} frames had another size than the first and were resized to it")
 
 
@@ -487,7 +486,7 @@ def cmd_demo(args) -> int:
 
     from .sinks import have_av
     if not have_av():
-        _note("PyAV not installed: writing MPEG-4 (mp4v) with OpenCV; pip install 'wbg-edge[video]' for H.264")
+        _note("PyAV is not installed: OpenCV writes the demo video as MPEG-4 (mp4v), no H.264; pip install av")
     cfg = make_config(args, mode="composite", **({} if args.background else {"background": "blur"}),
                       **overlap_default(args, live=False))
     w, h = args.size

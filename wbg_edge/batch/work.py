@@ -65,13 +65,13 @@ class _DropFirst:
 
     def __init__(self, sink: Any, n: int):
         self.sink, self.n = sink, n
-        self.threadable = getattr(sink, "threadable", False)  # so run_stream encodes on its writer thread
+        self.threadable = sink.threadable  # so run_stream encodes on its writer thread
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, name: str | None = None) -> None:
         if self.n > 0:
             self.n -= 1
         else:
-            self.sink.write(image)
+            self.sink.write(image, name)
 
 
 class _Batches:
