@@ -1,22 +1,25 @@
 """The Pipeline: settings + models + one executor over stage functions (DESIGN.md section 1).
 
-    frame u8 BGR ─> preprocess ─> number ─> depth (reuse) ─> normalise D ─> coarse (rgbd matting | rgb segmenter)
-         │                                                                                 │
-         │                                                                   band (patches on the refine grid)
-         │                                                                                 │
-         └──────────────────────────> pack (fused refine_pack) ─> refine (refiner) ─> finish (fused refine_finish:
-                                                                                   alpha, smoothing, output) ─> Matte
+  frame u8 BGR ─> preprocess ─> number ─> depth ─> normalise D ─> coarse ─> band
+       │                          [S]      [S]        [S]                     │
+       └──────────── (full-res frame) ──────────────────────────────────> pack ─> refine ─> finish ─> Matte
+                                                                                              [S]
+  depth: the model, or the last depth while the input barely moves; coarse: rgbd matting or an rgb segmenter;
+  band: boundary patches on the refine grid; pack / finish: the fused op (finish: alpha = clamp(coarse + delta),
+  upsampled, smoothed, composed; or the pass-through of a NaN / Inf frame). [S]: reads or changes the StreamState.
 
-    front.py     preprocess, number, depth, normalise, depth_batch         frame -> model inputs, D
-    back.py      coarse, band, pack, refine, finish (+ NaN pass-through)   model inputs -> Matte
-    state.py     StreamState: what frames inherit (frame number, depth cache, previous alpha, NaN count)
-    executor.py  runs the stages: process (one frame), batch (N frames, batched model calls), overlapped
-                 (two lanes; lanes.py); buffers.py holds the per-size buffers, models.py the three models
+  Each stage is a plain function over explicit inputs (buffers, models, config, state):
+    front.py     preprocess, number, depth, normalise (+ depth_batch)       frame -> model inputs, D
+    back.py      coarse, band, pack, refine, finish (+ NaN pass-through)    model inputs -> Matte
+    state.py     StreamState: frame number, depth cache, previous alpha, NaN count (`Pipeline.state`)
+    executor.py  the one executor (lanes.py: its threads), over buffers.py (per-size buffers) and
+                 models.py (the three models); geometry.py the grids, matte.py the result
 
-    Pipeline.process(frame)         -> Executor.process      -> the stages, in the caller's thread
-    Pipeline.process_batch(frames)  -> Executor.batch        -> the same stages on N frames of one size
-    Pipeline.stream(frames)         -> process per frame, or Executor.overlapped (config.overlap)
-    callers: wbg_edge.stream.run_stream (run, bench, demo), wbg_edge.batch, bench/, the embedding API
+  who calls them
+    Pipeline.process(frame)         -> Executor.process     the stages in order, in the caller's thread
+    Pipeline.process_batch(frames)  -> Executor.batch       the same stages on N frames (batched model calls)
+    Pipeline.stream(frames)         -> process per frame, or Executor.overlapped (two lanes, config.overlap)
+    callers of Pipeline: wbg_edge.stream.run_stream (cli run / bench, demo), wbg_edge.batch, bench/, embedders
 
 `Pipeline(PipelineConfig(...)).process(frame)` returns a `Matte`. Buffers are allocated per frame size
 (again only when the size changes), so the hot path allocates almost nothing. The arrays of a returned

@@ -83,7 +83,8 @@ class Executor:
         """Copies of what the models were given for the last frame process() made."""
         w = self.last
         if w is None:
-            raise RuntimeError("Pipeline.model_inputs: no frame was processed with process() yet")
+            raise RuntimeError("Pipeline.model_inputs: no frame was processed with process() since the pipeline "
+                               "was made or last ran stream() / process_batch()")
         slot = w.slot
         out = {"coarse": (slot.model_in if slot.model_in is not None else slot.coarse_in).copy()}
         if self.m.depth is not None:
@@ -96,6 +97,7 @@ class Executor:
     def batch(self, bgrs: list[np.ndarray], keep: int) -> list[Matte]:
         """process() on each of N BGR frames of one size, with the model calls batched across them."""
         t_start = time.perf_counter()
+        self.last = None  # model_inputs: only while nothing else ran after process()
         n, cfg, m, st = len(bgrs), self.cfg, self.m, self.state
         g = self.geometry(*bgrs[0].shape[:2])
         grp = self.group
@@ -139,6 +141,7 @@ class Executor:
         if self.busy():
             raise RuntimeError("Pipeline.stream: another overlapped stream() is already running on this pipeline")
         self.streaming = True
+        self.last = None  # (frame k uses refine set k % IN_FLIGHT: set 0 is process()'s too)
         it = iter(frames)
         end = object()
         ended = threading.Event()  # the input is exhausted: read no further (an iterator may not stay ended)
