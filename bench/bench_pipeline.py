@@ -29,9 +29,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from wbg_edge.pipeline import Pipeline, PipelineConfig  # noqa: E402
-
-STAGES = ("preprocess", "depth", "normalise", "coarse", "band", "pack", "refiner", "finish")
+from wbg_edge.pipeline import STAGES, Pipeline, PipelineConfig  # noqa: E402
 
 
 def synthetic_frames(n: int, w: int, h: int, seed: int = 0) -> list[np.ndarray]:
@@ -50,23 +48,20 @@ def synthetic_frames(n: int, w: int, h: int, seed: int = 0) -> list[np.ndarray]:
 
 
 class ModelsAlone:
-    """The three models of a sequential pipeline, back to back on each frame's own inputs (captured from that
-    pipeline) and nothing else: the floor that pipeline overhead is measured against. Stands in for a
-    Pipeline in run_variants."""
+    """The three models of a sequential pipeline, back to back on each frame's own inputs (recorded from that
+    pipeline with `Pipeline.model_inputs`) and nothing else: the floor that pipeline overhead is measured
+    against. Stands in for a Pipeline in run_variants."""
 
     def __init__(self, cfg: PipelineConfig, frames: list[np.ndarray]):
         self.p = Pipeline(replace(cfg, overlap=False))
         self.inputs: dict[int, tuple] = {}
         for f in frames:
             m = self.p.process(f)
-            slot, back = self.p._slot, self.p._backs[f.shape[:2]]
-            r = back.refine[0]
-            hr, wr = back.geom.refine
-            n = round(m.refined * hr * wr / self.p.config.patch_size ** 2)
-            full = m.refined == 1.0
-            packed, delta = (r.pack_full, r.delta_full) if full else (r.pack_patches[:n], r.delta_patches[:n])
-            x_depth = self.p._depth_planes(slot).copy() if self.p.depth_model is not None else None
-            self.inputs[id(f)] = (x_depth, slot.model_in.copy(), packed.copy(), np.empty_like(delta), m.refined)
+            x = self.p.model_inputs()
+            refine = x.get("refiner")
+            out = np.empty((len(refine), 1, *refine.shape[2:]), self.p.refiner_model.out_dtype) \
+                if refine is not None else None
+            self.inputs[id(f)] = (x.get("depth"), x["coarse"], refine, out, m.refined)
 
     def stream(self, frames):
         for f in frames:
@@ -75,7 +70,7 @@ class ModelsAlone:
             for stage, model, x, o in (("depth", self.p.depth_model, x_depth, None),
                                        ("coarse", self.p.coarse_model, x_coarse, None),
                                        ("refiner", self.p.refiner_model, x_refine, out)):
-                if model is not None:
+                if model is not None and x is not None:
                     t0 = time.perf_counter()
                     model(x, o)
                     tm[stage] = (time.perf_counter() - t0) * 1e3

@@ -85,6 +85,13 @@ def test_ort_backend_runs_from_two_threads_at_once(bundle):
     b.close()
 
 
+def test_every_backend_says_whether_it_runs_from_two_threads():
+    """`concurrent_runs` is a written member of the Backend protocol: the pipeline reads it to let an
+    overlapped stream's two lanes call a model at once (ONNX Runtime) or in turn (one TensorRT context)."""
+    assert "concurrent_runs" in Backend.__annotations__
+    assert OrtBackend.concurrent_runs is True and TensorRTBackend.concurrent_runs is False
+
+
 def test_ort_unknown_or_missing_provider(bundle):
     path = bundle.verify(bundle.find("refiner"))
     with pytest.raises(ValueError, match="provider 'tpu'"):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from wbg_edge.bundle import Artifact, Bundle, BundleError, default_bundle_dir, sha256_file, write_bundle
-from wbg_edge.pipeline import Matte, Pipeline, PipelineConfig, as_bgr, fit
+from wbg_edge.pipeline import Matte, Pipeline, PipelineConfig, as_bgr, back, fit
 
 # ------------------------------------------------------------------ tiny models (closed-form outputs)
 
@@ -268,9 +268,8 @@ def test_patch_context_removes_seams(tmp_path, monkeypatch):
     full = toy_pipeline(root, patches=False, mode="alpha").process(edge).alpha.copy()
     pipe = toy_pipeline(root, patch_size=16, patch_context=8, mode="alpha")
     seen = []
-    inner = Pipeline._inner
-    monkeypatch.setattr(Pipeline, "_inner", staticmethod(lambda b, p, d, off, s: (seen.append(off), inner(b, p, d,
-                                                                                                       off, s))[1]))
+    inner = back.inner
+    monkeypatch.setattr(back, "inner", lambda b, p, d, off, s: (seen.append(off), inner(b, p, d, off, s))[1])
     big = pipe.process(edge)
     assert np.abs(big.alpha - full).max() < 2e-3
     assert len(np.unique(seen[0], axis=0)) > 1

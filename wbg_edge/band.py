@@ -44,7 +44,8 @@ class BandSelector:
             self._anchor = (r, r)
         oy = np.minimum(np.arange(ty) * p, hr - p).astype(np.int32)
         ox = np.minimum(np.arange(tx) * p, wr - p).astype(np.int32)
-        self._origins = np.stack(np.meshgrid(oy, ox, indexing="ij"), axis=-1).reshape(-1, 2)
+        # int32 (tiles, 2): every tile's (y, x) origin, row by row (select returns a subset, in this order)
+        self.origins = np.stack(np.meshgrid(oy, ox, indexing="ij"), axis=-1).reshape(-1, 2)
         self.max_patches = ty * tx
 
     def select(self, alpha_coarse: np.ndarray) -> np.ndarray:
@@ -55,10 +56,10 @@ class BandSelector:
         if self._block_kernel is not None:
             cv2.dilate(self._mask, self._block_kernel, dst=self._dilated, anchor=self._anchor)
             tiles = self._dilated[np.ix_(self._row_starts, self._col_starts)]
-            return self._origins[tiles.reshape(-1) > 0]
+            return self.origins[tiles.reshape(-1) > 0]
         m = self._mask
         if self._kernel is not None:
             cv2.dilate(self._mask, self._kernel, dst=self._dilated)
             m = self._dilated
         tiles = np.maximum.reduceat(np.maximum.reduceat(m, self._row_starts, axis=0), self._col_starts, axis=1)
-        return self._origins[tiles.reshape(-1) > 0]
+        return self.origins[tiles.reshape(-1) > 0]

@@ -40,7 +40,12 @@ class BackendOptions:
 
 @runtime_checkable
 class Backend(Protocol):
-    name: str
+    name: str               # e.g. "ort-cpu", "trt-tensorrt" (for info / logs)
+    # True when `run` may be called from several threads at once, each call with its own `out` arrays (an
+    # InferenceSession); False when calls must take turns (one TensorRT execution context, stream and set of
+    # device buffers): the pipeline then holds a lock around them. The overlapped stream runs each model from
+    # two threads.
+    concurrent_runs: bool
 
     def inputs(self) -> dict[str, TensorSpec]: ...
 

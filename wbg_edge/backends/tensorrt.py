@@ -102,6 +102,8 @@ def engine_mismatch(bundle: Bundle, artifact: Artifact, device: GpuInfo | None,
 class TensorRTBackend:
     """Runs one engine on host arrays: H2D copies, enqueue (or graph replay), D2H copies, one sync."""
 
+    concurrent_runs = False  # one execution context, stream and set of device buffers: runs take turns
+
     def __init__(self, path: str | Path, module: str = "tensorrt", options: BackendOptions = BackendOptions(),
                  data: bytes | None = None):  # data: the engine bytes checked against the manifest
         self.path = Path(path)
