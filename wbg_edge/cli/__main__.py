@@ -1,0 +1,4 @@
+"""`python -m wbg_edge.cli` = the `wbg-edge` command."""
+from . import main
+
+raise SystemExit(main())
