@@ -87,10 +87,6 @@ class SinkBase:
     def keeps_alpha(self) -> bool:
         return "rgba" in self.modes
 
-    @property
-    def _sized(self):  # deprecated: cli.py reads `sink._sized.size`; read `sink.size`
-        return self
-
     def _fit(self, image: np.ndarray) -> np.ndarray:
         """A checked frame of an open sink; the first one fixes `size`, later ones of another size are
         resized to it unless this sink stores every size."""

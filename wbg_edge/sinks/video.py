@@ -102,15 +102,6 @@ class VideoSink(SinkBase):
                             f"writes only mpeg4 (mp4v) or mjpeg")
         return name
 
-    # -- compatibility for callers of the former attribute names (cli.py); read `encoder` and `codec`
-    @property
-    def backend(self) -> str:
-        return self.encoder
-
-    @property
-    def encoder_name(self) -> str:
-        return OPENCV_FOURCC[self.codec] if self.encoder == "opencv" else self.codec
-
     def write(self, image: np.ndarray, name: str | None = None) -> None:
         img = self._fit(image)
         if self._out is None:
