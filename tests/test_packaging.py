@@ -48,7 +48,8 @@ def test_pyproject_maps_the_toolchain_under_the_prefix():
         module, func = target.split(":")
         parts = module.split(".")
         src = ROOT / packages["/".join(parts[:2])] if parts[0] == PREFIX else ROOT / parts[0]
-        path = src.joinpath(*parts[2 if parts[0] == PREFIX else 1:]).with_suffix(".py")
+        mod = src.joinpath(*parts[2 if parts[0] == PREFIX else 1:])
+        path = mod / "__init__.py" if mod.is_dir() else mod.with_suffix(".py")
         assert path.is_file(), f"{name}: {path}"
         assert any(isinstance(n, ast.FunctionDef) and n.name == func for n in ast.parse(path.read_text()).body), name
 
