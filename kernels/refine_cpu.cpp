@@ -90,8 +90,8 @@ inline void hlerp_widen(const float* v, int32_t nv, const int32_t* i0, const int
 }
 
 // The three channels of an interleaved BGR row at once (one pass over the tap tables): R, G, B planes out.
-WBG_ROW void hlerp_bgr(const float* v, const int32_t* i0, const int32_t* i1, const float* w, float scale, float* r,
-                       float* g, float* b, int32_t n) {
+WBG_ROW void hlerp_bgr_generic(const float* v, const int32_t* i0, const int32_t* i1, const float* w, float scale,
+                               float* r, float* g, float* b, int32_t n) {
     for (int32_t i = 0; i < n; ++i) {
         const int32_t j0 = i0[i], j1 = i1[i];
         const float wi = w[i];
@@ -99,6 +99,49 @@ WBG_ROW void hlerp_bgr(const float* v, const int32_t* i0, const int32_t* i1, con
         g[i] = wbg::fmul(wbg::lerp(v[j0 + 1], v[j1 + 1], wi), scale);
         r[i] = wbg::fmul(wbg::lerp(v[j0 + 2], v[j1 + 2], wi), scale);
     }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// hlerp_bgr on 8 pixels per step: one 4-float load per tap holds a pixel's B, G, R (and one float beyond, ignored:
+// `v` must have one readable float past its last pixel), pixels k and k + 4 share a register, the lerp runs on all
+// channels at once and a 4x4 transpose in each 128-bit lane turns pixels into planes. The same sub, mul, add, mul
+// as the scalar formula, so the same bits; the compiler's version was scalar gathers (the largest cost of pack and
+// frame_planes).
+__attribute__((target("avx2"))) void hlerp_bgr_avx2(const float* v, const int32_t* i0, const int32_t* i1,
+                                                    const float* w, float scale, float* r, float* g, float* b,
+                                                    int32_t n) {
+    const __m256 s = _mm256_set1_ps(scale);
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 w8 = _mm256_loadu_ps(w + i);
+        __m256 px[4];
+        for (int32_t k = 0; k < 4; ++k) {
+            const __m256 a = _mm256_loadu2_m128(v + i0[i + k + 4], v + i0[i + k]);
+            const __m256 c = _mm256_loadu2_m128(v + i1[i + k + 4], v + i1[i + k]);
+            const __m256 wk = _mm256_permutevar8x32_ps(w8, _mm256_setr_epi32(k, k, k, k, k + 4, k + 4, k + 4, k + 4));
+            px[k] = _mm256_mul_ps(_mm256_add_ps(a, _mm256_mul_ps(wk, _mm256_sub_ps(c, a))), s);
+        }
+        // per 128-bit lane: rows (B G R x) of pixels 0..3 -> columns B0..B3, G0..G3, R0..R3
+        const __m256 t0 = _mm256_unpacklo_ps(px[0], px[1]), t1 = _mm256_unpackhi_ps(px[0], px[1]);
+        const __m256 t2 = _mm256_unpacklo_ps(px[2], px[3]), t3 = _mm256_unpackhi_ps(px[2], px[3]);
+        _mm256_storeu_ps(b + i, _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2))));
+        _mm256_storeu_ps(g + i, _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2))));
+        _mm256_storeu_ps(r + i, _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3))));
+    }
+    if (i < n) hlerp_bgr_generic(v, i0 + i, i1 + i, w + i, scale, r + i, g + i, b + i, n - i);
+}
+#endif
+
+// `v` holds one readable float past the last pixel's R (the AVX2 path loads 4 floats per pixel).
+inline void hlerp_bgr(const float* v, const int32_t* i0, const int32_t* i1, const float* w, float scale, float* r,
+                      float* g, float* b, int32_t n) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (cpu_has_avx2()) {
+        hlerp_bgr_avx2(v, i0, i1, w, scale, r, g, b, n);
+        return;
+    }
+#endif
+    hlerp_bgr_generic(v, i0, i1, w, scale, r, g, b, n);
 }
 
 // a[i] = c[i] where a[i] is NaN (the patch rule's "not refined here")
@@ -476,7 +519,7 @@ int pack(const wbg_pack_args& a, int n_threads) {
         // float32 out: planes written in place (ordinary stores: the refiner reads them next, so they should stay
         // in cache); float16: staged and converted.
         const bool direct = a.out_dtype == WBG_F32;
-        std::vector<float> buf(direct ? 0 : (size_t)pwl * 5), vf((size_t)width * 3);
+        std::vector<float> buf(direct ? 0 : (size_t)pwl * 5), vf((size_t)width * 3 + 1);  // + 1: hlerp_bgr reads a float past the last pixel
         HvRows alpha(a.alpha, aw, ay, ax, pwl);
         std::unique_ptr<HvRows> depth(a.depth ? new HvRows(a.depth, dw, dy, dx, pwl) : nullptr);
         float* planes[5];
@@ -512,7 +555,7 @@ int frame_planes(const uint8_t* frame, int32_t height, int32_t width, void* out,
     const int64_t plane = (int64_t)out_h * out_w;
     return parallel_rows(out_h, (int64_t)out_w * 4, n_threads, [&](int64_t begin, int64_t end) {
         const bool direct = out_dtype == WBG_F32;
-        std::vector<float> buf(direct ? 0 : (size_t)out_w * 3), vf((size_t)width * 3);
+        std::vector<float> buf(direct ? 0 : (size_t)out_w * 3), vf((size_t)width * 3 + 1);  // + 1: hlerp_bgr reads a float past the last pixel
         const int32_t lo = fx.i0[0], hi = fx.i1[(size_t)out_w - 1] + 3;
         for (int64_t y = begin; y < end; ++y) {
             float* planes[3];
