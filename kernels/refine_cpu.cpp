@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -324,15 +325,20 @@ namespace {
 
 namespace rows = wbg_rows;
 
-// memcpy with non-temporal stores for the 16-byte-aligned middle (x86-64: SSE2 is baseline); plain memcpy elsewhere.
+// memcpy with non-temporal stores for the whole 64-byte cache lines in the middle (x86-64: SSE2 is baseline); the
+// partial lines at either end take ordinary stores (a partly written line leaves the write-combining buffer as
+// several slow partial writes: numpy's buffers are 16-byte aligned, and finish writes runs of 64-pixel blocks).
+// Plain memcpy elsewhere.
 inline void stream_copy(void* dst, const void* src, size_t bytes) {
 #if defined(__x86_64__) || defined(_M_X64)
     uint8_t* d = (uint8_t*)dst;
     const uint8_t* s = (const uint8_t*)src;
-    const size_t head = std::min(bytes, (size_t)((16 - ((uintptr_t)d & 15)) & 15));
+    const size_t head = std::min(bytes, (size_t)((64 - ((uintptr_t)d & 63)) & 63));
     std::memcpy(d, s, head);
     size_t i = head;
-    for (; i + 16 <= bytes; i += 16) _mm_stream_si128((__m128i*)(d + i), _mm_loadu_si128((const __m128i*)(s + i)));
+    for (; i + 64 <= bytes; i += 64)
+        for (size_t k = 0; k < 64; k += 16)
+            _mm_stream_si128((__m128i*)(d + i + k), _mm_loadu_si128((const __m128i*)(s + i + k)));
     std::memcpy(d + i, s + i, bytes - i);
 #else
     std::memcpy(dst, src, bytes);
@@ -461,6 +467,9 @@ class Pool {
     Pool() : pid_(getpid()) {}
 
     void loop() {
+#if defined(__linux__)
+        pthread_setname_np(pthread_self(), "wbg-pool");  // (top, perf)
+#endif
         uint64_t seen = 0;
         std::unique_lock<std::mutex> lock(m_);
         for (;;) {
@@ -771,7 +780,14 @@ int refined_cells(const wbg_finish_args& f, const Plan& P, int n_threads, float*
             }
             const int32_t b = P.start[(size_t)y], e = P.start[(size_t)y + 1];
             if (b == e) continue;
-            std::fill(row, row + wr, wbg::nan_value());
+            // NaN where no patch writes, but only in the tap spans of blocks the patches cover in part: the cells
+            // of other blocks are either all written or never read (a refined block has covered cells in both its
+            // tap rows)
+            for (int32_t bk = 0; bk < P.n_blocks; ++bk) {
+                if (P.cover[(size_t)y * P.n_blocks + bk] != 1) continue;
+                const int32_t x0 = bk * kBlock, x1 = std::min(f.width, x0 + kBlock) - 1;
+                std::fill(row + P.tx.i0[(size_t)x0], row + P.tx.i1[(size_t)x1] + 1, wbg::nan_value());
+            }
             for (int32_t i = b; i < e; ++i) {
                 const int32_t k = P.list[(size_t)i], r = (int32_t)y - f.patches[2 * k];
                 float* dst = row + f.patches[2 * k + 1];
@@ -972,6 +988,7 @@ class Background {
     void loop() {
 #if defined(__linux__)
         setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);  // this thread only; lowering is always allowed
+        pthread_setname_np(pthread_self(), "wbg-finish-bg");       // (top, perf)
 #endif
         for (;;) {
             std::shared_ptr<Job> j;

@@ -379,11 +379,13 @@ class FinishJob:
         if not self._open:
             raise RuntimeError("FinishJob.end: this finish was already ended or cancelled")
         c = self._call
-        try:
-            n, p, grid = _check_refined(packed, delta, c.patches, c.grid)
-            if (n, p, grid) != (c.n, c.p, c.grid):
-                raise ValueError(f"packed {packed.shape} does not match the begun finish ({c.n} patches of "
-                                 f"{c.p} on {c.grid})")
+        want = (c.n, 5, c.p, c.p) if c.patches is not None else (1, 5, *c.grid)
+        try:  # (the patches were checked by begin)
+            _array("packed", packed, [np.float32, np.float16], 4)
+            _array("delta", delta, [np.float32, np.float16], 4)
+            if packed.shape != want or delta.shape != (want[0], 1, *want[2:]):
+                raise ValueError(f"packed {packed.shape} / delta {delta.shape} do not match the begun finish "
+                                 f"({want} / {(want[0], 1, *want[2:])})")
         except (TypeError, ValueError):
             self.cancel()
             raise
