@@ -217,18 +217,20 @@ def main(argv=None) -> int:
     floor = float(np.median(rows[0].times))
     out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
            "size": [w, h], "frames": a.frames, "rows": {}}
-    print(f"{'row':<20}{'e2e med':>8}{'mean':>7}{'models':>8}{'ovh':>6}{'%':>5}{'vs alone':>9}{'%':>5}  "
+    print(f"{'row':<20}{'e2e med':>8}{'mean':>7}{'p90':>7}{'models':>8}{'ovh':>6}{'%':>5}{'vs alone':>9}{'%':>5}  "
           + " ".join(f"{s[:7]:>7}" for s in STAGES))
     for r in rows:
         med = {s: float(np.median([t.get(s, 0.0) for t in r.timings])) for s in STAGES}
-        e2e, mean = float(np.median(r.times)), float(np.mean(r.times))
+        e2e, mean, p90 = float(np.median(r.times)), float(np.mean(r.times)), float(np.percentile(r.times, 90))
+        fin90 = float(np.percentile([t.get("finish", 0.0) for t in r.timings], 90))
         models = sum(med[s] for s in MODEL_STAGES)
         ovh, vs = e2e - models, e2e - floor
         out["rows"][r.name] = {"e2e_median_ms": round(e2e, 2), "e2e_mean_ms": round(mean, 2),
+                               "e2e_p90_ms": round(p90, 2), "finish_p90_ms": round(fin90, 3),
                                "models_ms": round(models, 2), "overhead_ms": round(ovh, 2),
                                "overhead_pct": round(100 * ovh / e2e, 1), "vs_models_alone_ms": round(vs, 2),
                                "stages_ms": {s: round(v, 3) for s, v in med.items()}}
-        print(f"{r.name:<20}{e2e:>8.2f}{mean:>7.2f}{models:>8.2f}{ovh:>6.2f}{100 * ovh / e2e:>5.0f}"
+        print(f"{r.name:<20}{e2e:>8.2f}{mean:>7.2f}{p90:>7.2f}{models:>8.2f}{ovh:>6.2f}{100 * ovh / e2e:>5.0f}"
               f"{vs:>9.2f}{100 * vs / e2e:>5.0f}  " + " ".join(f"{med[s]:>7.2f}" for s in STAGES), flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
