@@ -9,10 +9,12 @@ interleaved in chunks, so they all see the same background load on a shared mach
 time is taken between consecutive Mattes (the first of each chunk is not counted).
 
 Rows: "models alone"; "sequential" (the live path); "overlapped" (the default for files, whose
-throughput must not drop); with `--lib-b DIR` also "sequential, lib B": the same pipeline with the
-fused op from another build (native library swapped between chunks: an A/B of kernel changes in one
-process). Overhead is given two ways: e2e minus the sum of the row's own model medians (what
-`wbg-edge bench` prints) and e2e minus the models-alone row's wall time.
+throughput must not drop); with `--lib-b DIR` also "sequential, lib B" and "overlapped, lib B": the
+same pipelines with the fused op from another build (native library swapped between chunks: an A/B of
+kernel changes in one process); `--begun` / `--prefetch`: the prototypes below. Overhead is given two
+ways: e2e minus the sum of the row's own model medians (what `wbg-edge bench` prints) and e2e minus
+the models-alone row's wall time; "untimed" is the median per frame of its wall time minus its timed
+stages (Python between the stages, the stream loop).
 """
 from __future__ import annotations
 
@@ -170,7 +172,7 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=8)
     ap.add_argument("--size", default="1280x720")
-    ap.add_argument("--lib-b", default=None, help="folder of another libwbg_refine.so: adds 'sequential, lib B'")
+    ap.add_argument("--lib-b", default=None, help="folder of another libwbg_refine.so: adds the 'lib B' rows")
     ap.add_argument("--no-overlap-row", action="store_true")
     ap.add_argument("--begun", action="store_true", help="add the prototype row 'sequential, begun' (BegunFinish)")
     ap.add_argument("--prefetch", action="store_true", help="add the prototype row 'seq, begun+prefetch' (Prefetch)")
@@ -197,6 +199,8 @@ def main(argv=None) -> int:
     if not a.no_overlap_row:
         ovl = Pipeline(replace(base, overlap=True))
         rows.append(Row("overlapped", lambda fs: stream_chunk(ovl, fs), lib_a))
+        if lib_b is not None:
+            rows.append(Row("overlapped, lib B", lambda fs: stream_chunk(ovl, fs), lib_b))
     for r in rows:  # warm-up
         native._cpu["lib"] = r.lib or lib_a
         for _ in r.run(frames[:a.warmup]):
@@ -218,20 +222,25 @@ def main(argv=None) -> int:
     out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
            "size": [w, h], "frames": a.frames, "rows": {}}
     print(f"{'row':<20}{'e2e med':>8}{'mean':>7}{'p90':>7}{'models':>8}{'ovh':>6}{'%':>5}{'vs alone':>9}{'%':>5}  "
-          + " ".join(f"{s[:7]:>7}" for s in STAGES))
+          + " ".join(f"{s[:7]:>7}" for s in STAGES) + f"{'untimed':>8}")
     for r in rows:
         med = {s: float(np.median([t.get(s, 0.0) for t in r.timings])) for s in STAGES}
         e2e, mean, p90 = float(np.median(r.times)), float(np.mean(r.times)), float(np.percentile(r.times, 90))
         fin90 = float(np.percentile([t.get("finish", 0.0) for t in r.timings], 90))
+        # per frame: its wall time minus its timed stages (Python between the stages, the stream loop)
+        glue = float(np.median([x - sum(t.get(k, 0.0) for k in STAGES)
+                                for x, t in zip(r.times, r.timings, strict=True)]))
         models = sum(med[s] for s in MODEL_STAGES)
         ovh, vs = e2e - models, e2e - floor
         out["rows"][r.name] = {"e2e_median_ms": round(e2e, 2), "e2e_mean_ms": round(mean, 2),
                                "e2e_p90_ms": round(p90, 2), "finish_p90_ms": round(fin90, 3),
+                               "untimed_ms": round(glue, 3),
                                "models_ms": round(models, 2), "overhead_ms": round(ovh, 2),
                                "overhead_pct": round(100 * ovh / e2e, 1), "vs_models_alone_ms": round(vs, 2),
                                "stages_ms": {s: round(v, 3) for s, v in med.items()}}
         print(f"{r.name:<20}{e2e:>8.2f}{mean:>7.2f}{p90:>7.2f}{models:>8.2f}{ovh:>6.2f}{100 * ovh / e2e:>5.0f}"
-              f"{vs:>9.2f}{100 * vs / e2e:>5.0f}  " + " ".join(f"{med[s]:>7.2f}" for s in STAGES), flush=True)
+              f"{vs:>9.2f}{100 * vs / e2e:>5.0f}  " + " ".join(f"{med[s]:>7.2f}" for s in STAGES)
+              + f"{glue:>8.2f}", flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
     return 0
