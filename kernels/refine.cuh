@@ -232,8 +232,9 @@ inline int check_pack(const wbg_pack_args* a) {
     return WBG_OK;
 }
 
-inline int check_finish(const wbg_finish_args* a) {
-    if (!a || !a->packed || !a->delta || !a->frame) return WBG_ERR_NULL;
+// with_refined false: packed / delta are not given yet (the CPU op's finish_begin).
+inline int check_finish(const wbg_finish_args* a, bool with_refined = true) {
+    if (!a || !a->frame || (with_refined && (!a->packed || !a->delta))) return WBG_ERR_NULL;
     if (a->height < 1 || a->width < 1 || a->refine_h < 1 || a->refine_w < 1) return WBG_ERR_SIZE;
     if ((a->packed_dtype != WBG_F32 && a->packed_dtype != WBG_F16) ||
         (a->delta_dtype != WBG_F32 && a->delta_dtype != WBG_F16))

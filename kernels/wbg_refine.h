@@ -26,7 +26,7 @@ extern "C" {
 #define WBG_API __attribute__((visibility("default")))
 #endif
 
-#define WBG_REFINE_ABI_VERSION 2
+#define WBG_REFINE_ABI_VERSION 3
 
 enum wbg_status {
     WBG_OK = 0,
@@ -87,6 +87,18 @@ WBG_API int wbg_refine_finish_cpu(const wbg_finish_args* args, int n_threads);
  * refine_pack), written to out (3 x out_h x out_w, float32 or float16): the models' input without a u8 detour. */
 WBG_API int wbg_frame_planes_cpu(const uint8_t* frame, int32_t height, int32_t width, void* out, int32_t out_h,
                                  int32_t out_w, int32_t out_dtype, int n_threads);
+
+/* refine_finish in two calls (CPU only): begin takes the finish arguments without packed / delta (ignored) and
+ * starts the output blocks that read no refined cell (they need only the frame, the coarse alpha and the patch
+ * origins) on a background thread at the lowest priority, so they can run while the refiner does; end, given the
+ * refiner's output, makes the rest and returns once every output is written, with exactly the bytes
+ * wbg_refine_finish_cpu writes. Every buffer named in args must stay valid and unchanged (outputs: untouched)
+ * until end returns. end with packed or delta NULL cancels: it returns once the background has stopped writing
+ * (outputs then hold a partial result). Every begun job must be ended exactly once (end frees it). */
+typedef struct wbg_finish_job wbg_finish_job;
+WBG_API wbg_finish_job* wbg_refine_finish_begin_cpu(const wbg_finish_args* args, int* status);
+WBG_API int wbg_refine_finish_end_cpu(wbg_finish_job* job, const void* packed, int32_t packed_dtype,
+                                      const void* delta, int32_t delta_dtype, int n_threads);
 
 WBG_API size_t wbg_refine_finish_workspace_bytes(int32_t refine_h, int32_t refine_w);
 WBG_API int wbg_refine_cuda_device_count(void);

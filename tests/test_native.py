@@ -478,3 +478,142 @@ def test_constant_blocks_are_exact(seed):
                                       smoothing=s)
             np.testing.assert_array_equal(a, a_ref)
             np.testing.assert_array_equal(out, o_ref)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# finish begun before the refiner runs (refine_finish_begin / FinishJob.end): the same bytes as refine_finish
+
+def begun_case(seed: int) -> dict:
+    """A coarse matte mostly exactly 0 or 1 with a soft edge (the background part is then mostly constant blocks),
+    random patches (overlapping, at the borders), a random delta, and either a few or many rows (the end takes
+    over rows the background has not reached)."""
+    rng = np.random.default_rng(seed)
+    h, w = (int(rng.integers(40, 300)), int(rng.integers(130, 400))) if seed % 4 else (720, 1280)
+    hr, wr, p = int(rng.integers(32, 96)), int(rng.integers(64, 128)), int(rng.integers(4, 17))
+    coarse = np.zeros((int(rng.integers(8, 48)), int(rng.integers(16, 64))), np.float32)
+    ah, aw = coarse.shape
+    coarse[ah // 3:, aw // 4: 3 * aw // 4] = 1.0
+    coarse[ah // 3 - 1, aw // 4:3 * aw // 4] = 0.5
+    coarse[-2:, :3] = rng.random((2, 3), dtype=np.float32)  # coarse blocks that are not constant
+    n = int(rng.integers(1, 10))
+    return {"h": h, "w": w, "grid": (hr, wr), "p": p, "coarse": coarse,
+            "patches": random_patches(rng, n, p, hr, wr),
+            "packed": rng.random((n, 5, p, p), dtype=np.float32),
+            "delta": rng.random((n, 1, p, p), dtype=np.float32) - 0.5,
+            "frame": rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
+            "prev": rng.random((h, w), dtype=np.float32),
+            "colour": rng.integers(0, 256, 3, dtype=np.uint8),
+            "bg": rng.integers(0, 256, (h, w, 3), dtype=np.uint8)}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_begun_finish_equals_finish(seed):
+    """Every mode, both backgrounds, with and without smoothing (prev_alpha aliasing out_alpha too), ended at once
+    or after the background had time for its part: alpha and output equal refine_finish's and the reference's."""
+    import time
+
+    c = begun_case(seed)
+    h, w = c["h"], c["w"]
+    for k, mode in enumerate(MODES):
+        for bg in (c["colour"], c["bg"]):
+            for smooth in (False, True):
+                kw = dict(patches=c["patches"], refine_size=c["grid"], alpha_coarse=c["coarse"], mode=mode,
+                          background=bg, smoothing=0.3 if smooth else 0.0)
+                a, out = (c["prev"].copy() if smooth else np.empty((h, w), np.float32)), out_for(mode, h, w)
+                native.refine_finish(c["packed"], c["delta"], c["frame"], a, out=out,
+                                     prev_alpha=a if smooth else None, **kw)
+                a2, out2 = (c["prev"].copy() if smooth else np.full((h, w), 7, np.float32)), out_for(mode, h, w)
+                job = native.refine_finish_begin(c["frame"], a2, patch_size=c["p"], out=out2,
+                                                 prev_alpha=a2 if smooth else None, **kw)
+                if (k + smooth) % 2:
+                    time.sleep(0.01)
+                job.end(c["packed"], c["delta"])
+                np.testing.assert_array_equal(a2, a)
+                np.testing.assert_array_equal(out2, out)
+                a_ref, o_ref = ref.finish(c["packed"], c["delta"], c["frame"], c["grid"], c["patches"], c["coarse"],
+                                          mode, bg, prev_alpha=c["prev"] if smooth else None,
+                                          smoothing=0.3 if smooth else 0.0)
+                np.testing.assert_array_equal(a2, a_ref)
+                np.testing.assert_array_equal(out2, o_ref)
+
+
+def test_begun_finish_full_grid_half_precision_and_frame_as_output():
+    c = case(6, 90, 150, 24, 40, 12, 20)
+    for dtype in (np.float32, np.float16):
+        packed, delta = packed_of(c, 24, 40, dtype), c["delta"].astype(dtype)
+        a, out = np.empty((90, 150), np.float32), c["frame"].copy()
+        native.refine_finish(packed, delta, c["frame"], a, mode="composite", background=c["background"], out=out)
+        frame = c["frame"].copy()  # the output may be the frame itself
+        a2 = np.empty_like(a)
+        job = native.refine_finish_begin(frame, a2, refine_size=(24, 40), mode="composite",
+                                         background=c["background"], out=frame)
+        job.end(packed, delta)
+        np.testing.assert_array_equal(a2, a)
+        np.testing.assert_array_equal(frame, out)
+
+
+def test_begun_finish_is_ended_once_and_checks_its_inputs():
+    c = begun_case(1)
+    kw = dict(patches=c["patches"], patch_size=c["p"], refine_size=c["grid"], alpha_coarse=c["coarse"], mode="alpha",
+              out=out_for("alpha", c["h"], c["w"]))
+    job = native.refine_finish_begin(c["frame"], None, **kw)
+    with pytest.raises(ValueError, match="packed"):
+        job.end(c["packed"][:, :, :-1, :-1], c["delta"][:, :, :-1, :-1])  # not the patch size it was begun with
+    with pytest.raises(RuntimeError, match="already ended or cancelled"):
+        job.end(c["packed"], c["delta"])
+    job = native.refine_finish_begin(c["frame"], None, **kw)
+    job.cancel()  # (a pipeline whose refiner returned NaN); returns once nothing more is written
+    with pytest.raises(RuntimeError, match="already ended or cancelled"):
+        job.end(c["packed"], c["delta"])
+    del job
+    native.refine_finish_begin(c["frame"], None, **kw)  # dropped without end: cancelled by the collector
+    with pytest.raises(ValueError, match="patch_size"):
+        native.refine_finish_begin(c["frame"], None, **dict(kw, patch_size=0))
+    with pytest.raises(ValueError, match="patches"):
+        native.refine_finish_begin(c["frame"], None, **dict(kw, patches=c["patches"] + 1000))
+    with pytest.raises(ValueError, match="nothing to write"):
+        native.refine_finish_begin(c["frame"], None, **dict(kw, out=None))
+
+
+def test_begun_finishes_from_several_threads_agree():
+    """Lanes of an overlapped stream may begin finishes at once: the background thread serves them in turn."""
+    import threading
+
+    cases = [begun_case(10 + i) for i in range(4)]
+    expect = []
+    for c in cases:
+        a = np.empty((c["h"], c["w"]), np.float32)
+        native.refine_finish(c["packed"], c["delta"], c["frame"], a, patches=c["patches"], refine_size=c["grid"],
+                             alpha_coarse=c["coarse"], mode=None)
+        expect.append(a)
+    errors = []
+
+    def work(i: int) -> None:
+        c = cases[i]
+        for _ in range(10):
+            a = np.empty((c["h"], c["w"]), np.float32)
+            job = native.refine_finish_begin(c["frame"], a, patches=c["patches"], patch_size=c["p"],
+                                             refine_size=c["grid"], alpha_coarse=c["coarse"], mode=None)
+            job.end(c["packed"], c["delta"])
+            if not np.array_equal(a, expect[i]):
+                errors.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_begun_finish_numpy_fallback(monkeypatch):
+    c = begun_case(2)
+    a = np.empty((c["h"], c["w"]), np.float32)
+    native.refine_finish(c["packed"], c["delta"], c["frame"], a, patches=c["patches"], refine_size=c["grid"],
+                         alpha_coarse=c["coarse"], mode=None)
+    monkeypatch.setattr(native, "_cpu", {"lib": None})
+    a2 = np.empty_like(a)
+    job = native.refine_finish_begin(c["frame"], a2, patches=c["patches"], patch_size=c["p"], refine_size=c["grid"],
+                                     alpha_coarse=c["coarse"], mode=None)
+    job.end(c["packed"], c["delta"])
+    np.testing.assert_array_equal(a2, a)

@@ -22,13 +22,13 @@ import numpy as np
 
 from wbg_edge import native_reference as ref
 
-__all__ = ["refine_pack", "refine_finish", "native_backend", "cuda_refine_pack", "cuda_refine_finish",
-           "cuda_available", "MODES"]
+__all__ = ["refine_pack", "refine_finish", "refine_finish_begin", "FinishJob", "native_backend", "cuda_refine_pack",
+           "cuda_refine_finish", "cuda_available", "MODES"]
 
 MODES = ref.MODES
 _MODE_CODE = {None: 0, "alpha": 1, "rgba": 2, "composite": 3}
 _DTYPE_CODE = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
-_ABI_VERSION = 2
+_ABI_VERSION = 3
 _MAX_DIM = 1 << 20  # keeps every index product well inside int64 and every single dimension inside int32
 
 _STATUS = {1: "null pointer", 2: "bad size", 3: "patch outside the refine grid", 4: "bad argument",
@@ -105,6 +105,11 @@ def _bind(lib: ctypes.CDLL, suffix: str) -> ctypes.CDLL:
         fn.argtypes = [ctypes.POINTER(argtype), ctypes.c_void_p if suffix == "cuda" else ctypes.c_int]
         fn.restype = ctypes.c_int
     if suffix == "cpu":
+        lib.wbg_refine_finish_begin_cpu.argtypes = [ctypes.POINTER(_FinishArgs), ctypes.POINTER(ctypes.c_int)]
+        lib.wbg_refine_finish_begin_cpu.restype = ctypes.c_void_p
+        lib.wbg_refine_finish_end_cpu.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p,
+                                                  ctypes.c_int32, ctypes.c_int]
+        lib.wbg_refine_finish_end_cpu.restype = ctypes.c_int
         lib.wbg_frame_planes_cpu.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p,
                                              ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, ctypes.c_int]
         lib.wbg_frame_planes_cpu.restype = ctypes.c_int
@@ -314,7 +319,99 @@ def refine_finish(packed: np.ndarray, delta: np.ndarray, frame: np.ndarray, out_
     refine_size and alpha_coarse (float32 Ha x Wa) are required, and pixels that are not fully inside refined
     patches take alpha_coarse bilinearly upsampled (rule in kernels/refine.cuh).
     """
-    h, w = _check_frame(frame)
+    n, p, grid = _check_refined(packed, delta, patches, refine_size)
+    f = _FinishCall(frame, out_alpha, patches, n, p, grid, alpha_coarse, mode, background, out, prev_alpha, smoothing)
+    lib = _cpu_lib()
+    if lib is None:
+        f.reference(packed, delta)
+        return
+    args = f.args()
+    args.packed, args.packed_dtype = _ptr(packed), _DTYPE_CODE[packed.dtype]
+    args.delta, args.delta_dtype = _ptr(delta), _DTYPE_CODE[delta.dtype]
+    _check_status(lib.wbg_refine_finish_cpu(ctypes.byref(args), _threads()), "refine_finish")
+
+
+def refine_finish_begin(frame: np.ndarray, out_alpha: np.ndarray | None, patches: np.ndarray | None = None,
+                        patch_size: int = 0, refine_size: tuple[int, int] | None = None,
+                        alpha_coarse: np.ndarray | None = None, mode: str | None = "alpha",
+                        background: np.ndarray | None = None, out: np.ndarray | None = None,
+                        prev_alpha: np.ndarray | None = None, smoothing: float = 0.0) -> FinishJob:
+    """refine_finish started before the refiner has run (same arguments, without packed / delta; `patch_size` and
+    `refine_size` say what packed will be). The output blocks that read no refined cell (the patch rule: most of a
+    frame) need only the frame, the coarse alpha and the patch origins: they are made now, on a background thread
+    at the lowest priority, so they fill the cores the refiner leaves idle. `FinishJob.end(packed, delta)` then makes
+    the rest: the outputs are exactly those of refine_finish. Until end (or cancel) returns, every array given here
+    must stay alive and unchanged, and the outputs untouched; the job keeps references to them."""
+    if patches is None:
+        if refine_size is None:
+            raise ValueError("refine_size (Hr, Wr) is required to begin a finish")
+        n, p, grid = 1, 0, _size2("refine_size", refine_size)
+    else:
+        if refine_size is None:
+            raise ValueError("refine_size (Hr, Wr) is required with patches")
+        grid = _size2("refine_size", refine_size)
+        p = int(patch_size)
+        if p < 1:
+            raise ValueError(f"patch_size must be >= 1 with patches, got {patch_size}")
+        _array("patches", patches, [np.int32], 2)
+        n = patches.shape[0]
+        _check_patches(patches, n, p, grid)
+    f = _FinishCall(frame, out_alpha, patches, n, p, grid, alpha_coarse, mode, background, out, prev_alpha, smoothing)
+    return FinishJob(f)
+
+
+class FinishJob:
+    """A finish begun by `refine_finish_begin`: call `end(packed, delta)` once the refiner has run, or `cancel()`."""
+
+    def __init__(self, call: _FinishCall):
+        self._call = call
+        self._handle: int | None = None
+        self._lib = _cpu_lib()
+        if self._lib is not None:
+            status = ctypes.c_int(0)
+            self._args = call.args()  # (kept: the arrays it points to live in self._call)
+            self._handle = self._lib.wbg_refine_finish_begin_cpu(ctypes.byref(self._args), ctypes.byref(status))
+            _check_status(status.value, "refine_finish_begin")
+        self._open = True
+
+    def end(self, packed: np.ndarray, delta: np.ndarray) -> None:
+        """Finish with the refiner's output (shapes as refine_finish takes them); the outputs are complete on return."""
+        if not self._open:
+            raise RuntimeError("FinishJob.end: this finish was already ended or cancelled")
+        c = self._call
+        want = (c.n, 5, c.p, c.p) if c.patches is not None else (1, 5, *c.grid)
+        try:  # (the patches were checked by begin)
+            _array("packed", packed, [np.float32, np.float16], 4)
+            _array("delta", delta, [np.float32, np.float16], 4)
+            if packed.shape != want or delta.shape != (want[0], 1, *want[2:]):
+                raise ValueError(f"packed {packed.shape} / delta {delta.shape} do not match the begun finish "
+                                 f"({want} / {(want[0], 1, *want[2:])})")
+        except (TypeError, ValueError):
+            self.cancel()
+            raise
+        self._open = False
+        if self._handle is None:
+            c.reference(packed, delta)
+            return
+        handle, self._handle = self._handle, None
+        _check_status(self._lib.wbg_refine_finish_end_cpu(handle, _ptr(packed), _DTYPE_CODE[packed.dtype],
+                                                          _ptr(delta), _DTYPE_CODE[delta.dtype], _threads()),
+                      "refine_finish")
+
+    def cancel(self) -> None:
+        """Stop: returns once nothing more is written to the outputs (which then hold part of a result)."""
+        self._open = False
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            self._lib.wbg_refine_finish_end_cpu(handle, None, 0, None, 0, 1)
+
+    def __del__(self):
+        if getattr(self, "_handle", None) is not None:
+            self.cancel()
+
+
+def _check_refined(packed, delta, patches, refine_size) -> tuple[int, int, tuple[int, int]]:
+    """(n, patch size or 0, refine grid) of the refiner's input / output pair."""
     _array("packed", packed, [np.float32, np.float16], 4)
     _array("delta", delta, [np.float32, np.float16], 4)
     n, c, ph, pw = packed.shape
@@ -327,70 +424,85 @@ def refine_finish(packed: np.ndarray, delta: np.ndarray, frame: np.ndarray, out_
             raise ValueError(f"packed must be (1, 5, Hr, Wr) without patches, got shape {packed.shape}")
         if refine_size is not None and _size2("refine_size", refine_size) != (ph, pw):
             raise ValueError(f"refine_size {tuple(refine_size)} does not match packed {packed.shape}")
-        grid, p = (ph, pw), 0
-        if alpha_coarse is not None:
-            _array("alpha_coarse", alpha_coarse, [np.float32], 2)
-    else:
-        if refine_size is None:
-            raise ValueError("refine_size (Hr, Wr) is required with patches")
-        grid = _size2("refine_size", refine_size)
-        if ph != pw:
-            raise ValueError(f"packed patches must be square (N, 5, P, P), got shape {packed.shape}")
-        p = ph
-        _check_patches(patches, n, p, grid)
-        if alpha_coarse is None:
-            raise ValueError("alpha_coarse is required with patches (it fills the pixels outside them)")
-        _array("alpha_coarse", alpha_coarse, [np.float32], 2)
-    if mode not in _MODE_CODE:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if out_alpha is not None:
-        _array("out_alpha", out_alpha, [np.float32], 2, writeable=True)
-        if out_alpha.shape != (h, w):
-            raise ValueError(f"out_alpha must be {(h, w)} (the frame size), got shape {out_alpha.shape}")
-    if prev_alpha is not None:
-        _array("prev_alpha", prev_alpha, [np.float32], 2)
-        if prev_alpha.shape != (h, w):
-            raise ValueError(f"prev_alpha must be {(h, w)} (the frame size), got shape {prev_alpha.shape}")
-    try:
-        s = float(smoothing)
-    except (TypeError, ValueError):
-        raise TypeError(f"smoothing must be a number, got {smoothing!r}") from None
-    if not 0.0 <= s <= 1.0:
-        raise ValueError(f"smoothing must be in [0, 1], got {smoothing}")
-    bg_colour = 0
-    if mode == "composite":
-        if background is None:
-            raise ValueError('background is required for mode="composite"')
-        _array("background", background, [np.uint8], background.ndim if isinstance(background, np.ndarray) else 3)
-        if background.shape == (3,):
-            bg_colour = 1
-        elif background.shape != (h, w, 3):
-            raise ValueError(f"background must be {(h, w, 3)} BGR or a (3,) colour, got shape {background.shape}")
-    if out is not None:
-        if mode is None:
-            raise ValueError("out given but mode is None")
-        want = {"alpha": (h, w), "rgba": (h, w, 4), "composite": (h, w, 3)}[mode]
-        _array("out", out, [np.uint8], len(want), writeable=True)
-        if out.shape != want:
-            raise ValueError(f'out must be {want} for mode="{mode}", got shape {out.shape}')
-    if out is None and out_alpha is None:
-        raise ValueError("nothing to write: out_alpha and out are both None")
+        return n, 0, (ph, pw)
+    if refine_size is None:
+        raise ValueError("refine_size (Hr, Wr) is required with patches")
+    grid = _size2("refine_size", refine_size)
+    if ph != pw:
+        raise ValueError(f"packed patches must be square (N, 5, P, P), got shape {packed.shape}")
+    _check_patches(patches, n, ph, grid)
+    return n, ph, grid
 
-    lib = _cpu_lib()
-    if lib is None:
-        a, o = ref.finish(packed, delta, frame, grid, patches, alpha_coarse, mode or "alpha", background,
-                          prev_alpha, s)
+
+class _FinishCall:
+    """The checked arguments of one refine_finish, but the refiner's input and output."""
+
+    def __init__(self, frame, out_alpha, patches, n: int, p: int, grid: tuple[int, int], alpha_coarse, mode,
+                 background, out, prev_alpha, smoothing):
+        h, w = _check_frame(frame)
+        if patches is not None:
+            if alpha_coarse is None:
+                raise ValueError("alpha_coarse is required with patches (it fills the pixels outside them)")
+            _array("alpha_coarse", alpha_coarse, [np.float32], 2)
+        elif alpha_coarse is not None:
+            _array("alpha_coarse", alpha_coarse, [np.float32], 2)
+        if mode not in _MODE_CODE:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if out_alpha is not None:
-            out_alpha[...] = a
+            _array("out_alpha", out_alpha, [np.float32], 2, writeable=True)
+            if out_alpha.shape != (h, w):
+                raise ValueError(f"out_alpha must be {(h, w)} (the frame size), got shape {out_alpha.shape}")
+        if prev_alpha is not None:
+            _array("prev_alpha", prev_alpha, [np.float32], 2)
+            if prev_alpha.shape != (h, w):
+                raise ValueError(f"prev_alpha must be {(h, w)} (the frame size), got shape {prev_alpha.shape}")
+        try:
+            s = float(smoothing)
+        except (TypeError, ValueError):
+            raise TypeError(f"smoothing must be a number, got {smoothing!r}") from None
+        if not 0.0 <= s <= 1.0:
+            raise ValueError(f"smoothing must be in [0, 1], got {smoothing}")
+        bg_colour = 0
+        if mode == "composite":
+            if background is None:
+                raise ValueError('background is required for mode="composite"')
+            _array("background", background, [np.uint8],
+                   background.ndim if isinstance(background, np.ndarray) else 3)
+            if background.shape == (3,):
+                bg_colour = 1
+            elif background.shape != (h, w, 3):
+                raise ValueError(f"background must be {(h, w, 3)} BGR or a (3,) colour, got shape {background.shape}")
         if out is not None:
-            out[...] = o
-        return
-    args = _FinishArgs(_ptr(packed), _DTYPE_CODE[packed.dtype], _ptr(delta), _DTYPE_CODE[delta.dtype],
-                       grid[0], grid[1], _ptr(patches), n if patches is not None else 0, p,
-                       _ptr(alpha_coarse), *(alpha_coarse.shape if alpha_coarse is not None else (0, 0)),
-                       _ptr(frame), h, w, _ptr(prev_alpha), s, _ptr(out_alpha),
-                       _MODE_CODE[mode] if out is not None else 0, _ptr(out), _ptr(background), bg_colour, None, 0)
-    _check_status(lib.wbg_refine_finish_cpu(ctypes.byref(args), _threads()), "refine_finish")
+            if mode is None:
+                raise ValueError("out given but mode is None")
+            want = {"alpha": (h, w), "rgba": (h, w, 4), "composite": (h, w, 3)}[mode]
+            _array("out", out, [np.uint8], len(want), writeable=True)
+            if out.shape != want:
+                raise ValueError(f'out must be {want} for mode="{mode}", got shape {out.shape}')
+        if out is None and out_alpha is None:
+            raise ValueError("nothing to write: out_alpha and out are both None")
+        self.frame, self.out_alpha, self.patches, self.alpha_coarse = frame, out_alpha, patches, alpha_coarse
+        self.mode, self.background, self.out, self.prev_alpha, self.smoothing = mode, background, out, prev_alpha, s
+        self.n, self.p, self.grid, self.h, self.w, self.bg_colour = n, p, grid, h, w, bg_colour
+
+    def args(self) -> _FinishArgs:
+        """The native arguments, packed / delta left empty."""
+        ac = self.alpha_coarse
+        return _FinishArgs(None, 0, None, 0, self.grid[0], self.grid[1], _ptr(self.patches),
+                           self.n if self.patches is not None else 0, self.p, _ptr(ac),
+                           *(ac.shape if ac is not None else (0, 0)), _ptr(self.frame), self.h, self.w,
+                           _ptr(self.prev_alpha), self.smoothing, _ptr(self.out_alpha),
+                           _MODE_CODE[self.mode] if self.out is not None else 0, _ptr(self.out),
+                           _ptr(self.background), self.bg_colour, None, 0)
+
+    def reference(self, packed: np.ndarray, delta: np.ndarray) -> None:
+        """The numpy reference into the outputs (no native library)."""
+        a, o = ref.finish(packed, delta, self.frame, self.grid, self.patches, self.alpha_coarse, self.mode or "alpha",
+                          self.background, self.prev_alpha, self.smoothing)
+        if self.out_alpha is not None:
+            self.out_alpha[...] = a
+        if self.out is not None:
+            self.out[...] = o
 
 
 # --------------------------------------------------------------------------------------------------------------------
