@@ -211,7 +211,8 @@ def test_numpy_fallback_warns_once_and_matches(monkeypatch):
     a_native = np.empty((21, 34), np.float32)
     packed = packed_of(c, 12, 16)
     native.refine_finish(packed, c["delta"], c["frame"], a_native, mode=None)
-    monkeypatch.setattr(native, "_cpu", {})
+    from wbg_edge import native_abi
+    monkeypatch.setattr(native_abi, "_cpu", {})  # the loaded library is cached where the loader lives
     monkeypatch.setenv("WBG_EDGE_FORCE_NUMPY", "1")
     with pytest.warns(RuntimeWarning, match="numpy reference"):
         assert native.native_backend() == "numpy"
