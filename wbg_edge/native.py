@@ -47,6 +47,16 @@ __all__ = ["refine_pack", "refine_finish", "refine_finish_begin", "FinishJob", "
            "cuda_refine_finish", "cuda_available", "MODES"]
 
 
+def _patched_grid(refine_size, patch_size) -> tuple[tuple[int, int], int]:
+    """The refine grid and patch side of a call with patches: both must be given, P >= 1."""
+    if refine_size is None:
+        raise ValueError("refine_size (Hr, Wr) is required with patches")
+    p = int(patch_size)
+    if p < 1:
+        raise ValueError(f"patch_size must be >= 1 with patches, got {patch_size}")
+    return _size2("refine_size", refine_size), p
+
+
 def refine_pack(frame: np.ndarray, depth: np.ndarray | None, alpha_coarse: np.ndarray, out: np.ndarray,
                 patches: np.ndarray | None = None, patch_size: int = 0,
                 refine_size: tuple[int, int] | None = None) -> None:
@@ -72,12 +82,7 @@ def refine_pack(frame: np.ndarray, depth: np.ndarray | None, alpha_coarse: np.nd
             raise ValueError(f"refine_size {tuple(refine_size)} does not match out {out.shape}")
         n, p = 0, 0
     else:
-        if refine_size is None:
-            raise ValueError("refine_size (Hr, Wr) is required with patches")
-        grid = _size2("refine_size", refine_size)
-        p = int(patch_size)
-        if p < 1:
-            raise ValueError(f"patch_size must be >= 1 with patches, got {patch_size}")
+        grid, p = _patched_grid(refine_size, patch_size)
         n = out.shape[0]
         if out.shape[2:] != (p, p):
             raise ValueError(f"out must be (N, 5, {p}, {p}) for patch_size {p}, got shape {out.shape}")
@@ -152,12 +157,7 @@ def refine_finish_begin(frame: np.ndarray, out_alpha: np.ndarray | None, patches
             raise ValueError("refine_size (Hr, Wr) is required to begin a finish")
         n, p, grid = 1, 0, _size2("refine_size", refine_size)
     else:
-        if refine_size is None:
-            raise ValueError("refine_size (Hr, Wr) is required with patches")
-        grid = _size2("refine_size", refine_size)
-        p = int(patch_size)
-        if p < 1:
-            raise ValueError(f"patch_size must be >= 1 with patches, got {patch_size}")
+        grid, p = _patched_grid(refine_size, patch_size)
         _array("patches", patches, [np.int32], 2)
         n = patches.shape[0]
         _check_patches(patches, n, p, grid)
