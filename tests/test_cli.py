@@ -261,7 +261,7 @@ def test_image_folder_with_mixed_sizes_and_channels(tmp_path, capsys):
 
 
 def _install_real_world(home: Path) -> Path:
-    """A stand-in real-world bundle: a valid bundle (the shipped files) renamed, at the importer's default path."""
+    """A stand-in real-world import: a valid bundle (the shipped files) renamed, at the importer's default path."""
     import shutil
 
     from wbg_edge.bundle import default_bundle_dir
@@ -274,18 +274,62 @@ def _install_real_world(home: Path) -> Path:
     return rw
 
 
-@pytest.mark.parametrize("live, installed, used", [
-    (True, True, "real-world-standin"),   # a camera picks the installed real-world bundle
-    (True, False, "default"),             # ... or says in one line how to add it
-    (False, True, "default"),             # files keep the shipped default
-])
-def test_live_sources_use_the_real_world_bundle(tmp_path, monkeypatch, capsys, live, installed, used):
+@pytest.mark.parametrize("live", [True, False], ids=["camera-like", "file-like"])
+@pytest.mark.parametrize("installed", [False, True], ids=["fresh", "import-in-cache"])
+def test_run_uses_the_shipped_real_bundle_for_every_source(tmp_path, monkeypatch, capsys, live, installed):
+    """No --bundle: the shipped real-people bundle, camera or file, whether or not an import sits in the cache
+    (the name means the shipped bytes; a cache import runs when named by its folder). The first line says so."""
     monkeypatch.setenv("WBG_EDGE_HOME", str(tmp_path / "home"))
     if installed:
         _install_real_world(tmp_path / "home")
     flag = "--live" if live else "--no-live"
-    assert main(["run", "-i", "synthetic://", flag, "--frames", "2", "-o", "null", *FAST[:-1]]) == 0  # not -q
-    err = capsys.readouterr().err
-    assert f"bundle {used}" in err
-    hint = [line for line in err.splitlines() if "import_coarse mediapipe-selfie" in line]
-    assert len(hint) == (1 if live and not installed else 0)
+    assert main(["run", "-i", "synthetic://", flag, "--frames", "2", "-o", "null", *FAST]) == 0  # -q too
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("bundle real (MediaPipe selfie segmenter + segmenter-refiner"), err
+    assert "--bundle synthetic" in err[0] and not any("import_coarse" in line for line in err)
+
+
+@pytest.mark.parametrize("choice, first", [
+    ("synthetic", "bundle synthetic (depth + matting + refiner trained on generated scenes)"),
+    ("default", "bundle default (depth + matting + refiner trained on generated scenes)"),
+    ("real", "bundle real (MediaPipe selfie segmenter"),
+    ("HOME", "bundle {home}/bundles/real-world ('real-world-standin': depth + coarse + refiner)"),
+])
+def test_run_bundle_flag_picks_and_names_it(tmp_path, monkeypatch, capsys, choice, first):
+    home = tmp_path / "home"
+    monkeypatch.setenv("WBG_EDGE_HOME", str(home))
+    rw = _install_real_world(home)
+    bundle = str(rw) if choice == "HOME" else choice
+    assert main(["run", "-i", "synthetic://", "--frames", "2", "-o", "null", "--bundle", bundle, *FAST]) == 0
+    line = capsys.readouterr().err.splitlines()[0]
+    assert line.startswith(first.format(home=home)), line
+
+
+def test_right_after_install_a_real_person_in_a_file_gets_the_real_bundle(tmp_path):
+    """`wbg-edge run -i clip.mp4 -o out.mp4` with an empty home (nothing imported, nothing cached): the first
+    line names the real bundle, the person in the clip is matted, and nothing was fetched or written there."""
+    from wbg_edge.portrait import PanClip, astronaut
+
+    clip = PanClip(astronaut(), 320, 180, frames=4)
+    out = cv2.VideoWriter(str(tmp_path / "talk.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25, (320, 180))
+    for i in range(len(clip)):
+        out.write(clip.frame(i)[0])
+    out.release()
+    home, user = tmp_path / "wbg-home", tmp_path / "user"  # (ONNX Runtime keeps a device id under $HOME)
+    home.mkdir()
+    user.mkdir()
+    env = {**ENV, "WBG_EDGE_HOME": str(home), "HOME": str(user), "no_proxy": "", "NO_PROXY": "",
+           "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}  # no network either
+    for args in (["-o", "out.mp4"], ["-o", "alpha.mp4", "--output", "alpha"]):
+        p = subprocess.run([sys.executable, "-m", "wbg_edge", "run", "-i", "talk.mp4", *args], capture_output=True,
+                           cwd=tmp_path, env=env, timeout=120)
+        err = p.stderr.decode()
+        assert p.returncode == 0, err
+        assert err.splitlines()[0].startswith("bundle real (MediaPipe selfie segmenter + segmenter-refiner"), err
+    assert read_back(tmp_path / "out.mp4") == (4, (180, 320, 3))
+    assert list(home.iterdir()) == []
+    cap = cv2.VideoCapture(str(tmp_path / "alpha.mp4"))
+    alpha = cap.read()[1][..., 0].astype(np.float32) / 255
+    x, y, w, h = clip.box(0)
+    assert alpha[y + h // 10: y + h // 4, x + int(w * 0.38): x + int(w * 0.5)].mean() > 0.85  # her face
+    assert alpha[:, : x - 4].mean() < 0.1                                                   # the grey canvas
