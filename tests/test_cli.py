@@ -226,25 +226,27 @@ def test_info_json(capsys):
 
 
 def test_demo_writes_video_and_contact_sheet_here(tmp_path):
-    p = cli("demo", "--frames", "6", "--size", "128x96", *FAST, cwd=tmp_path)
-    out = p.stdout.decode()
+    p = cli("demo", "--frames", "6", "--person-frames", "3", "--size", "128x96", *FAST, cwd=tmp_path)
+    out = p.stdout.decode().splitlines()
     assert p.returncode == 0, p.stderr.decode()
-    assert read_back(tmp_path / "wbg-edge-demo.mp4") == (6, (96, 128, 3))
+    assert read_back(tmp_path / "wbg-edge-demo.mp4") == (9, (96, 128, 3))  # the generated clip, then the person
     assert cv2.imread(str(tmp_path / "wbg-edge-demo.png")) is not None
-    assert " fps" in out
+    assert out[0].startswith("demo: generated clip, 6 frames at 128x96 through bundle synthetic (") and " fps" in out[0]
+    assert out[1].startswith("demo: real person, 3 frames at 128x96 through bundle real (") and " fps" in out[1]
 
 
 def test_runtime_needs_neither_pyav_nor_torch(tmp_path):
-    """The runtime's promise: numpy + OpenCV + onnxruntime suffice (PyAV blocked here), torch never loads."""
-    code = ("import sys; sys.modules['av'] = None\n"
+    """The runtime's promise: numpy + OpenCV + onnxruntime suffice (PyAV and scikit-image blocked here: the
+    demo's person is the photo embedded in the package), torch never loads."""
+    code = ("import sys; sys.modules['av'] = None; sys.modules['skimage'] = None\n"  # nor scikit-image
             "from wbg_edge.cli import main\n"
-            "rc = main(['demo', '--frames', '4', '--size', '128x96', '--model-res', '64',\n"
+            "rc = main(['demo', '--frames', '4', '--person-frames', '2', '--size', '128x96', '--model-res', '64',\n"
             "           '--refine-res', '64', '-q'])\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n"
             "sys.exit(rc)\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=tmp_path, env=ENV, timeout=120)
     assert p.returncode == 0, p.stderr.decode()
-    assert read_back(tmp_path / "wbg-edge-demo.mp4") == (4, (96, 128, 3))
+    assert read_back(tmp_path / "wbg-edge-demo.mp4") == (6, (96, 128, 3))
 
 
 def test_image_folder_with_mixed_sizes_and_channels(tmp_path, capsys):

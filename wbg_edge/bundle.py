@@ -420,8 +420,9 @@ def bundle_location(spec: str | os.PathLike) -> str:
 def describe_bundle(spec: str | os.PathLike | None, bundle: Bundle) -> str:
     """`spec` as the user gave it, and what runs: "real (MediaPipe selfie segmenter + ...)" for a name,
     "DIR ('its name': coarse + refiner from segmenter-refiner)" for a folder."""
-    if spec is None or (isinstance(spec, str) and spec in BUNDLE_NAMES):
-        name = "synthetic" if spec is None else spec
+    name = "synthetic" if spec is None else spec if isinstance(spec, str) and spec in BUNDLE_NAMES else \
+        next((n for n in ("real", "synthetic") if Path(spec).resolve() == Path(bundle_location(n))), None)
+    if name is not None:  # a name, or a shipped bundle's folder (a config holds names as folders)
         return f"{name} ({BUNDLE_NAMES[name][1]})"
     parts = []
     for stage in STAGES:
