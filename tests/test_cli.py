@@ -335,3 +335,18 @@ def test_right_after_install_a_real_person_in_a_file_gets_the_real_bundle(tmp_pa
     x, y, w, h = clip.box(0)
     assert alpha[y + h // 10: y + h // 4, x + int(w * 0.38): x + int(w * 0.5)].mean() > 0.85  # her face
     assert alpha[:, : x - 4].mean() < 0.1                                                   # the grey canvas
+
+
+@pytest.mark.parametrize("flag, name", [([], "real"), (["--bundle", "synthetic"], "default")])
+def test_batch_follows_run_bundle_choice(tmp_path, capsys, flag, name):
+    """`batch` runs the real bundle unless --bundle says otherwise: its records hold the manifest it ran."""
+    from wbg_edge.bundle import bundle_location, sha256_file
+
+    src = write_clip(tmp_path / "in.mp4", n=3)
+    assert main(["batch", str(src), "-o", str(tmp_path / "out"), "--workers", "1", *flag, *FAST[:-1]]) == 0
+    err = capsys.readouterr().err
+    assert f"bundle {'real' if not flag else 'synthetic'} (" in err
+    (record,) = (tmp_path / "out" / ".wbg-batch").glob("*.json")
+    want = sha256_file(f"{bundle_location(name)}/manifest.json")
+    assert want in record.read_text()
+    assert read_back(tmp_path / "out" / "in.mp4")[0] == 3

@@ -18,11 +18,11 @@ def cmd_batch(args) -> int:
     bundle = args.bundle if args.bundle is not None else CLI_BUNDLE  # as `run` chooses
     job = Job(pipeline_config=make_config(args, bundle=bundle), outdir=str(args.outdir), output_mode=args.mode,
               format=args.format, background_named=args.background is not None)
-    note(bundle_line(bundle))
     # First Ctrl-C / SIGTERM: stop after the frames in flight, finished work recorded; second: at once.
     with stop_on_signals() as stop:
         report = run_batch(args.inputs, cfg, job, stream=sys.stderr, stop=stop)
     print(report.table())
+    note(bundle_line(bundle))  # after the work, so a job refused while planning stays one line
     if report.interrupted:
         note("wbg-edge batch: interrupted; finished outputs are recorded, rerun with --resume to continue")
         return 130
