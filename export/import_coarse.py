@@ -1,7 +1,7 @@
 """Import a pretrained person segmenter as the coarse stage of a bundle (issue 13).
 
     python -m export.import_coarse mediapipe-selfie [--variant general|landscape] [--wheel PATH] [--out DIR]
-                                   [--with-refiner [BUNDLE_DIR] | --no-refiner] [--depth]
+                                   [--name NAME] [--with-refiner [BUNDLE_DIR] | --no-refiner] [--depth]
 
 Exit status 0; 1 when the [import] extra is missing; 2 when the import fails (one line saying why).
 
@@ -15,6 +15,11 @@ coarse `rgb` contract:
 
 then checked (ONNX checker, parity against the TFLite interpreter on real photos) and written with a manifest
 entry recording its provenance (wheel name and SHA-256, path in the wheel, licence text, converter version).
+Beside it go `LICENSE` (the wheel's own licence file, verbatim) and `NOTICE` (what the file is, where it came
+from, what the conversion changed, the parity figure), as Apache-2.0 asks of a redistributed, modified file;
+the manifest records their SHA-256. The bundle shipped as `wbg_edge/models/real` is this importer's output:
+
+    python -m export.import_coarse mediapipe-selfie --name real --out wbg_edge/models/real
 Conversion is deterministic: the same wheel gives the same bytes. It needs the [import] extra (onnx, tflite;
 checked first, one line naming what is missing). The parity check needs the TFLite interpreter
 (`ai-edge-litert`, not in the extra: it has no wheels for some platforms); without it the manifest records
@@ -37,6 +42,7 @@ import hashlib
 import importlib
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -302,6 +308,39 @@ def to_onnx(src: WheelContents, variant: str):
     return model
 
 
+def parity_line(v: dict) -> str:
+    """The parity figure in words (the CLI's line, NOTICE's)."""
+    if v.get("parity") != "checked":
+        return f"parity not checked ({v.get('parity_reason', '')})"
+    return (f"max |diff| {v['max_abs_diff']:.1e}, mean {v['mean_abs_diff']:.1e} vs TFLite on "
+            f"{', '.join(v['images'])}")
+
+
+def notice_text(src: WheelContents, variant: str, onnx_name: str, onnx_sha256: str, converter: str, note: str,
+                validation: dict, base: str | None, command: str | None) -> str:
+    """NOTICE for a converted file: Apache-2.0 section 4 asks a redistributed, modified file to carry the
+    licence, a notice that it was changed, and any NOTICE of the original (the wheel has none)."""
+    v = validation
+    parity = parity_line(v)
+    if v.get("parity") == "checked":
+        parity += f" (the {v['reference']}; tolerance {PARITY_MAX_ABS:g} max, {PARITY_MEAN_ABS:g} mean)"
+    rows = [("Source package", f"{PACKAGE}=={VERSION} (PyPI), opened as a zip, never installed"),
+            ("Source wheel", src.wheel.name), ("Wheel SHA-256", src.wheel_sha256),
+            ("Model in wheel", src.member), (".tflite SHA-256", hashlib.sha256(src.tflite).hexdigest()),
+            ("Licence", f"{src.licence_name or 'see LICENSE'}: LICENSE here is the wheel's {src.licence_file}"),
+            ("Converted file", onnx_name), ("ONNX SHA-256", onnx_sha256), ("Converter", f"{converter} (wbg-edge)"),
+            ("Changes", note), ("Parity", parity)]
+    if command:
+        rows.append(("Made with", command))
+    if base:
+        rows.append(("Other stages", f"from the wbg-edge bundle {base!r} (ours, trained by wbg-edge)"))
+    width = max(len(k) for k, _ in rows) + 2
+    head = (f"{onnx_name} is MediaPipe's selfie segmentation model ({variant} variant), Copyright The MediaPipe\n"
+            f"Authors, licensed under the Apache License, Version 2.0 (LICENSE). It was converted from TFLite to\n"
+            f"ONNX by wbg-edge; the conversion changes the format, not what the model computes (parity below).\n")
+    return head + "\n" + "".join(f"{k + ':':<{width}}{v}\n" for k, v in rows)
+
+
 @dataclass(frozen=True)
 class ImportResult:
     bundle: Bundle
@@ -338,7 +377,8 @@ def refiner_hints(holder: Bundle) -> dict:
 
 def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general", wheel: str | os.PathLike | None = None,
                             refiner_bundle: str | os.PathLike | None = None, depth: bool = False,
-                            base: str | None = "auto", check: bool = True) -> ImportResult:
+                            base: str | None = "auto", check: bool = True, name: str | None = None,
+                            command: str | None = None) -> ImportResult:
     """Convert MediaPipe selfie segmentation into a bundle at `out` (see the module docstring).
 
     The refiner and depth stages of the real-world bundle come from either
@@ -348,6 +388,8 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
         nothing is copied. "auto" (the default) is `base_for(depth)`: "segmenter-refiner" (our refiner for
         segmenter masks, no depth), or "default" with depth.
     With neither, the bundle holds only the coarse model.
+    `name`: the manifest's name (default "real-world", or "mediapipe-selfie-<variant>" for the coarse model
+    alone); `command`: how it was made, recorded in NOTICE and the manifest.
     Depth is off by default: our depth model learns from generated scenes, and on real photos its depth
     pulls the refiner away from the segmenter (measured on the three sample photos: IoU with the coarse
     mask 0.55-0.83 with it, 0.98-0.99 without; bench/RESULTS.md)."""
@@ -387,6 +429,14 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
         except BundleError:
             old = None
     atomic_write_bytes(out / onnx_name, onnx_bytes)
+    converter = f"export.tflite_to_onnx {CONVERTER_VERSION}"
+    note = ("layout NHWC -> NCHW inside the graph; float16 weights widened to float32; "
+            "Convolution2DTransposeBias -> ConvTranspose with bias; output clamped to [0, 1]")
+    legal = {"LICENSE": src.licence_text.encode(),
+             "NOTICE": notice_text(src, variant, onnx_name, hashlib.sha256(onnx_bytes).hexdigest(), converter, note,
+                                   report, ref.name if ref is not None else base, command).encode()}
+    for fname, data in legal.items():
+        atomic_write_bytes(out / fname, data)
     coarse = Artifact(stage="coarse", file=onnx_name, format="onnx", precision="fp32", contract="rgb",
                       sha256=hashlib.sha256(onnx_bytes).hexdigest(), inputs={"image": [1, 3, h, w]},
                       outputs={"alpha": [1, 1, h, w]}, fixed_size=(h, w), layout="NCHW", validation=report)
@@ -397,10 +447,11 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
         "tflite_sha256": hashlib.sha256(src.tflite).hexdigest(),
         "tflite_ops": dict(sorted(op_histogram(src.tflite).items())),
         "licence": src.licence_name, "licence_file": src.licence_file, "licence_text": src.licence_text,
-        "converter": f"export.tflite_to_onnx {CONVERTER_VERSION}",
-        "note": "layout NHWC -> NCHW inside the graph; float16 weights widened to float32; "
-                "Convolution2DTransposeBias -> ConvTranspose with bias; output clamped to [0, 1]"}}
-    model_res, refine_res, name, base_name = 256, 512, f"mediapipe-selfie-{variant}", None
+        "converter": converter, "note": note,
+        "files": {k: hashlib.sha256(v).hexdigest() for k, v in legal.items()}}}
+    if command:
+        provenance["coarse"]["command"] = command
+    model_res, refine_res, default_name, base_name = 256, 512, f"mediapipe-selfie-{variant}", None
     runtime = {}
     if ref is not None:
         stages = ["refiner"] + (["depth"] if depth and ref.resolve("depth", "onnx") is not None else [])
@@ -408,12 +459,13 @@ def import_mediapipe_selfie(out: str | os.PathLike, *, variant: str = "general",
             holder, a = _copy_stage(ref, stage, out)
             artifacts.append(a)
             provenance[stage] = {"bundle": holder.name, "producer": holder.producer}
-        model_res, refine_res, name = ref.model_res, ref.refine_res, "real-world"
+        model_res, refine_res, default_name = ref.model_res, ref.refine_res, "real-world"
         runtime = refiner_hints(ref)
     elif base_b is not None:
-        model_res, refine_res, name, base_name = base_b.model_res, base_b.refine_res, "real-world", base
+        model_res, refine_res, default_name, base_name = base_b.model_res, base_b.refine_res, "real-world", base
         runtime = refiner_hints(base_b)
-    bundle = Bundle(root=out, name=name, artifacts=tuple(artifacts), model_res=model_res, refine_res=refine_res,
+    bundle = Bundle(root=out, name=name or default_name, artifacts=tuple(artifacts), model_res=model_res,
+                    refine_res=refine_res,
                     producer={"onnx": onnx.__version__, "tflite": version("tflite"), "opset": OPSET,
                               "converter": f"export.tflite_to_onnx {CONVERTER_VERSION}"},
                     provenance=provenance, base=base_name,
@@ -440,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="general: 256x256 input; landscape: 144x256 input")
     p.add_argument("--wheel", type=Path, help=f"a {PACKAGE}-{VERSION} wheel file (default: download into the cache)")
     p.add_argument("--out", type=Path, help=f"bundle folder (default: {real_world_bundle_dir()})")
+    p.add_argument("--name", help="the bundle's name in its manifest (default: real-world)")
     ref = p.add_mutually_exclusive_group()
     ref.add_argument("--with-refiner", nargs="?", type=Path, const=shipped_bundle_dir("segmenter-refiner"),
                      metavar="BUNDLE_DIR",
@@ -452,13 +505,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="also use our depth model (trained on generated scenes: off by default for real footage)")
     p.add_argument("--no-check", dest="check", action="store_false",
                    help="skip the parity check against the TFLite interpreter")
+    argv = sys.argv[1:] if argv is None else list(argv)
     a = p.parse_args(argv)
     out = a.out if a.out is not None else real_world_bundle_dir()
+    # how it was made, for NOTICE (the wheel's path is this machine's; its name and hash are recorded anyway)
+    shown = [x for i, x in enumerate(argv) if x != "--wheel" and (i == 0 or argv[i - 1] != "--wheel")
+             and not x.startswith("--wheel=")]
+    command = "python -m export.import_coarse " + shlex.join(shown)
     from .tflite_to_onnx import ConversionError
     try:
         r = import_mediapipe_selfie(out, variant=a.variant, wheel=a.wheel, refiner_bundle=a.with_refiner,
                                     depth=a.depth, base=None if a.no_refiner else base_for(a.depth),
-                                    check=a.check)
+                                    check=a.check, name=a.name, command=command)
     except MissingDependency as e:
         print(f"import_coarse: {e}", file=sys.stderr)
         return 1
@@ -466,11 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"import_coarse: {e}", file=sys.stderr)
         return 2
     v = r.validation
-    if v.get("parity") == "checked":
-        parity = (f"max |diff| {v['max_abs_diff']:.1e}, mean {v['mean_abs_diff']:.1e} vs TFLite on "
-                  f"{', '.join(v['images'])}")
-    else:
-        parity = f"parity not checked ({v['parity_reason']})"
+    parity = parity_line(v)
     if a.check and v.get("parity") != "checked":  # asked for and not done: never only a quiet note
         print(f"import_coarse: WARNING: the converted model was NOT checked against the TFLite interpreter "
               f"({v['parity_reason']}); the manifest records parity: not checked", file=sys.stderr)

@@ -125,3 +125,63 @@ def test_runtime_hints_are_checked(bundle_copy):
     edit_manifest(bundle_copy, lambda m: m.update(runtime={"patch_context": "4", "rm -rf": 1}))
     with pytest.raises(BundleError, match="runtime must map"):
         load_bundle(bundle_copy)
+
+
+# -- names: --bundle real|synthetic|DIR and PipelineConfig(bundle=...) --------------------------------------
+def test_names_resolve_to_the_shipped_bundles(tmp_path):
+    from wbg_edge.bundle import BUNDLE_NAMES, bundle_location, shipped_bundle_dir
+    from wbg_edge.pipeline import PipelineConfig
+
+    assert bundle_location("real") == str(shipped_bundle_dir("real"))
+    assert bundle_location("synthetic") == bundle_location("default") == str(default_bundle_dir())
+    assert bundle_location(str(tmp_path)) == str(tmp_path) and bundle_location(tmp_path) == str(tmp_path)
+    assert load_bundle(bundle_location("real")).name == "real"
+    # the config holds the folder, so every reader of config.bundle (pipeline, batch, bench, gst) gets one
+    assert PipelineConfig(bundle="real").bundle == str(shipped_bundle_dir("real"))
+    assert PipelineConfig(bundle="synthetic") == PipelineConfig(bundle=str(default_bundle_dir()))
+    assert PipelineConfig().bundle is None  # the Python API's default stays the generated-scene bundle
+    assert set(BUNDLE_NAMES) == {"real", "synthetic", "default"}
+
+
+def test_a_name_wins_over_a_same_named_folder_here(tmp_path, monkeypatch):
+    """`real` means the shipped bundle wherever it is typed; ./real is the folder."""
+    from wbg_edge.bundle import shipped_bundle_dir
+    from wbg_edge.pipeline import PipelineConfig
+
+    shutil.copytree(default_bundle_dir(), tmp_path / "real")
+    monkeypatch.chdir(tmp_path)
+    assert PipelineConfig(bundle="real").bundle == str(shipped_bundle_dir("real"))
+    assert PipelineConfig(bundle="./real").bundle == "./real"
+    assert load_bundle(PipelineConfig(bundle="./real").bundle).name == "default"
+
+
+def test_pipeline_runs_the_real_bundle_by_name():
+    """The shipped real bundle runs from its name: MediaPipe's segmenter (rgb contract, hash-checked here) and
+    the refiner from its base segmenter-refiner; no depth."""
+
+    from wbg_edge.pipeline import Pipeline, PipelineConfig
+    from wbg_edge.portrait import PanClip, astronaut
+
+    frame, (x, y, w, h) = PanClip(astronaut(), 640, 360, frames=1).frame(0)
+    with Pipeline(PipelineConfig(bundle="real", mode="alpha", threads=2)) as p:
+        alpha = p.process(frame).alpha
+    assert p.bundle.name == "real" and p.info()["coarse_contract"] == "rgb"
+    assert p.bundle.available_stages() == {"coarse", "refiner"}
+    face = alpha[y + h // 10: y + h // 4, x + int(w * 0.38): x + int(w * 0.5)]
+    assert face.mean() > 0.9, face.mean()          # the astronaut's face
+    assert alpha[:, : max(x - 4, 1)].mean() < 0.05  # the grey canvas left of the photo
+
+
+def test_describe_names_what_runs(tmp_path):
+    from wbg_edge.bundle import BUNDLE_NAMES, describe_bundle, shipped_bundle_dir
+
+    real = load_bundle(shipped_bundle_dir("real"))
+    assert describe_bundle("real", real) == f"real ({BUNDLE_NAMES['real'][1]})"
+    assert describe_bundle(None, load_bundle(default_bundle_dir())).startswith("synthetic (")
+    # what the name's description says is what the manifest holds
+    assert real.provenance["coarse"]["source"] == "mediapipe-selfie" and real.base == "segmenter-refiner"
+    assert BUNDLE_NAMES["real"][1].startswith("MediaPipe selfie segmenter + segmenter-refiner")
+    # a folder: its path, its manifest name, and where each stage comes from
+    shutil.copytree(shipped_bundle_dir("real"), tmp_path / "rw")
+    assert describe_bundle(str(tmp_path / "rw"), load_bundle(tmp_path / "rw")) == \
+        f"{tmp_path / 'rw'} ('real': coarse + refiner from segmenter-refiner)"

@@ -226,25 +226,27 @@ def test_info_json(capsys):
 
 
 def test_demo_writes_video_and_contact_sheet_here(tmp_path):
-    p = cli("demo", "--frames", "6", "--size", "128x96", *FAST, cwd=tmp_path)
-    out = p.stdout.decode()
+    p = cli("demo", "--frames", "6", "--person-frames", "3", "--size", "128x96", *FAST, cwd=tmp_path)
+    out = p.stdout.decode().splitlines()
     assert p.returncode == 0, p.stderr.decode()
-    assert read_back(tmp_path / "wbg-edge-demo.mp4") == (6, (96, 128, 3))
+    assert read_back(tmp_path / "wbg-edge-demo.mp4") == (9, (96, 128, 3))  # the generated clip, then the person
     assert cv2.imread(str(tmp_path / "wbg-edge-demo.png")) is not None
-    assert " fps" in out
+    assert out[0].startswith("demo: generated clip, 6 frames at 128x96 through bundle synthetic (") and " fps" in out[0]
+    assert out[1].startswith("demo: real person, 3 frames at 128x96 through bundle real (") and " fps" in out[1]
 
 
 def test_runtime_needs_neither_pyav_nor_torch(tmp_path):
-    """The runtime's promise: numpy + OpenCV + onnxruntime suffice (PyAV blocked here), torch never loads."""
-    code = ("import sys; sys.modules['av'] = None\n"
+    """The runtime's promise: numpy + OpenCV + onnxruntime suffice (PyAV and scikit-image blocked here: the
+    demo's person is the photo embedded in the package), torch never loads."""
+    code = ("import sys; sys.modules['av'] = None; sys.modules['skimage'] = None\n"  # nor scikit-image
             "from wbg_edge.cli import main\n"
-            "rc = main(['demo', '--frames', '4', '--size', '128x96', '--model-res', '64',\n"
+            "rc = main(['demo', '--frames', '4', '--person-frames', '2', '--size', '128x96', '--model-res', '64',\n"
             "           '--refine-res', '64', '-q'])\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n"
             "sys.exit(rc)\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=tmp_path, env=ENV, timeout=120)
     assert p.returncode == 0, p.stderr.decode()
-    assert read_back(tmp_path / "wbg-edge-demo.mp4") == (4, (96, 128, 3))
+    assert read_back(tmp_path / "wbg-edge-demo.mp4") == (6, (96, 128, 3))
 
 
 def test_image_folder_with_mixed_sizes_and_channels(tmp_path, capsys):
@@ -261,7 +263,7 @@ def test_image_folder_with_mixed_sizes_and_channels(tmp_path, capsys):
 
 
 def _install_real_world(home: Path) -> Path:
-    """A stand-in real-world bundle: a valid bundle (the shipped files) renamed, at the importer's default path."""
+    """A stand-in real-world import: a valid bundle (the shipped files) renamed, at the importer's default path."""
     import shutil
 
     from wbg_edge.bundle import default_bundle_dir
@@ -274,18 +276,77 @@ def _install_real_world(home: Path) -> Path:
     return rw
 
 
-@pytest.mark.parametrize("live, installed, used", [
-    (True, True, "real-world-standin"),   # a camera picks the installed real-world bundle
-    (True, False, "default"),             # ... or says in one line how to add it
-    (False, True, "default"),             # files keep the shipped default
-])
-def test_live_sources_use_the_real_world_bundle(tmp_path, monkeypatch, capsys, live, installed, used):
+@pytest.mark.parametrize("live", [True, False], ids=["camera-like", "file-like"])
+@pytest.mark.parametrize("installed", [False, True], ids=["fresh", "import-in-cache"])
+def test_run_uses_the_shipped_real_bundle_for_every_source(tmp_path, monkeypatch, capsys, live, installed):
+    """No --bundle: the shipped real-people bundle, camera or file, whether or not an import sits in the cache
+    (the name means the shipped bytes; a cache import runs when named by its folder). The first line says so."""
     monkeypatch.setenv("WBG_EDGE_HOME", str(tmp_path / "home"))
     if installed:
         _install_real_world(tmp_path / "home")
     flag = "--live" if live else "--no-live"
-    assert main(["run", "-i", "synthetic://", flag, "--frames", "2", "-o", "null", *FAST[:-1]]) == 0  # not -q
+    assert main(["run", "-i", "synthetic://", flag, "--frames", "2", "-o", "null", *FAST]) == 0  # -q too
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("bundle real (MediaPipe selfie segmenter + segmenter-refiner"), err
+    assert "--bundle synthetic" in err[0] and not any("import_coarse" in line for line in err)
+
+
+@pytest.mark.parametrize("choice, first", [
+    ("synthetic", "bundle synthetic (depth + matting + refiner trained on generated scenes)"),
+    ("default", "bundle default (depth + matting + refiner trained on generated scenes)"),
+    ("real", "bundle real (MediaPipe selfie segmenter"),
+    ("HOME", "bundle {home}/bundles/real-world ('real-world-standin': depth + coarse + refiner)"),
+])
+def test_run_bundle_flag_picks_and_names_it(tmp_path, monkeypatch, capsys, choice, first):
+    home = tmp_path / "home"
+    monkeypatch.setenv("WBG_EDGE_HOME", str(home))
+    rw = _install_real_world(home)
+    bundle = str(rw) if choice == "HOME" else choice
+    assert main(["run", "-i", "synthetic://", "--frames", "2", "-o", "null", "--bundle", bundle, *FAST]) == 0
+    line = capsys.readouterr().err.splitlines()[0]
+    assert line.startswith(first.format(home=home)), line
+
+
+def test_right_after_install_a_real_person_in_a_file_gets_the_real_bundle(tmp_path):
+    """`wbg-edge run -i clip.mp4 -o out.mp4` with an empty home (nothing imported, nothing cached): the first
+    line names the real bundle, the person in the clip is matted, and nothing was fetched or written there."""
+    from wbg_edge.portrait import PanClip, astronaut
+
+    clip = PanClip(astronaut(), 320, 180, frames=4)
+    out = cv2.VideoWriter(str(tmp_path / "talk.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25, (320, 180))
+    for i in range(len(clip)):
+        out.write(clip.frame(i)[0])
+    out.release()
+    home, user = tmp_path / "wbg-home", tmp_path / "user"  # (ONNX Runtime keeps a device id under $HOME)
+    home.mkdir()
+    user.mkdir()
+    env = {**ENV, "WBG_EDGE_HOME": str(home), "HOME": str(user), "no_proxy": "", "NO_PROXY": "",
+           "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}  # no network either
+    for args in (["-o", "out.mp4"], ["-o", "alpha.mp4", "--output", "alpha"]):
+        p = subprocess.run([sys.executable, "-m", "wbg_edge", "run", "-i", "talk.mp4", *args], capture_output=True,
+                           cwd=tmp_path, env=env, timeout=120)
+        err = p.stderr.decode()
+        assert p.returncode == 0, err
+        assert err.splitlines()[0].startswith("bundle real (MediaPipe selfie segmenter + segmenter-refiner"), err
+    assert read_back(tmp_path / "out.mp4") == (4, (180, 320, 3))
+    assert list(home.iterdir()) == []
+    cap = cv2.VideoCapture(str(tmp_path / "alpha.mp4"))
+    alpha = cap.read()[1][..., 0].astype(np.float32) / 255
+    x, y, w, h = clip.box(0)
+    assert alpha[y + h // 10: y + h // 4, x + int(w * 0.38): x + int(w * 0.5)].mean() > 0.85  # her face
+    assert alpha[:, : x - 4].mean() < 0.1                                                   # the grey canvas
+
+
+@pytest.mark.parametrize("flag, name", [([], "real"), (["--bundle", "synthetic"], "default")])
+def test_batch_follows_run_bundle_choice(tmp_path, capsys, flag, name):
+    """`batch` runs the real bundle unless --bundle says otherwise: its records hold the manifest it ran."""
+    from wbg_edge.bundle import bundle_location, sha256_file
+
+    src = write_clip(tmp_path / "in.mp4", n=3)
+    assert main(["batch", str(src), "-o", str(tmp_path / "out"), "--workers", "1", *flag, *FAST[:-1]]) == 0
     err = capsys.readouterr().err
-    assert f"bundle {used}" in err
-    hint = [line for line in err.splitlines() if "import_coarse mediapipe-selfie" in line]
-    assert len(hint) == (1 if live and not installed else 0)
+    assert f"bundle {'real' if not flag else 'synthetic'} (" in err
+    (record,) = (tmp_path / "out" / ".wbg-batch").glob("*.json")
+    want = sha256_file(f"{bundle_location(name)}/manifest.json")
+    assert want in record.read_text()
+    assert read_back(tmp_path / "out" / "in.mp4")[0] == 3

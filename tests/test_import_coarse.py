@@ -154,6 +154,26 @@ def test_cli(wheel, tmp_path, capsys):
     assert err.startswith("import_coarse:") and "not found" in err and "\n" not in err
 
 
+def test_licence_and_notice_go_beside_the_converted_file(general, wheel, tmp_path):
+    """Apache-2.0 redistribution of a modified file: the wheel's LICENSE verbatim, a NOTICE saying what was
+    changed and where it came from, both hashed in the manifest; --name and the command recorded."""
+    root = general.bundle.root
+    p = load_bundle(root).provenance["coarse"]
+    with zipfile.ZipFile(wheel) as z:
+        assert (root / "LICENSE").read_bytes() == z.read("mediapipe-0.10.14.dist-info/LICENSE")
+    notice = (root / "NOTICE").read_text()
+    for must in (wheel.name, sha256_file(wheel), p["path_in_wheel"], ic.VARIANTS["general"][2], p["converter"],
+                 general.artifact.sha256, "Apache License, Version 2.0", ic.parity_line(general.validation)):
+        assert must in notice, must
+    assert p["files"] == {"LICENSE": sha256_file(root / "LICENSE"), "NOTICE": sha256_file(root / "NOTICE")}
+    assert ic.main(["mediapipe-selfie", "--wheel", str(wheel), "--out", str(tmp_path / "n"), "--no-check",
+                    "--name", "mine"]) == 0
+    b = load_bundle(tmp_path / "n")
+    command = f"python -m export.import_coarse mediapipe-selfie --out {tmp_path / 'n'} --no-check --name mine"
+    assert b.name == "mine" and b.provenance["coarse"]["command"] == command  # the wheel's local path left out
+    assert f"Made with:       {command}" in (tmp_path / "n" / "NOTICE").read_text()
+
+
 def test_default_paths_follow_wbg_edge_home(monkeypatch, tmp_path):
     monkeypatch.setenv("WBG_EDGE_HOME", str(tmp_path))
     assert ic.real_world_bundle_dir() == tmp_path / "bundles" / "real-world"

@@ -102,7 +102,10 @@ def test_wheel_has_no_top_level_training_or_export(tmp_path):
     assert tops == {"wbg_edge", PREFIX}, tops
     for must in (f"{PREFIX}/training/checkpoint.py", f"{PREFIX}/export/build_engine.py",
                  f"{PREFIX}/export/_training.py", f"{PREFIX}/training/checkpoints/default/refiner.safetensors",
-                 "wbg_edge/models/default/manifest.json"):
+                 "wbg_edge/models/default/manifest.json", "wbg_edge/models/segmenter-refiner/refiner.onnx",
+                 *(f"wbg_edge/models/real/{f}" for f in ("manifest.json", "mediapipe_selfie_general.onnx", "LICENSE",
+                                                         "NOTICE")),
+                 "wbg_edge/data/astronaut.jpg", "wbg_edge/data/PROVENANCE.md"):
         assert must in names, must
     entry_points = next(zipfile.Path(whl, n).read_text() for n in names if n.endswith("entry_points.txt"))
     assert f"wbg-edge-export = {PREFIX}.export.build_engine:main" in entry_points

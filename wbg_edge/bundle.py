@@ -341,7 +341,8 @@ def load_bundle(root: str | os.PathLike) -> Bundle:
     root = Path(root)
     mpath = root / "manifest.json"
     if not root.is_dir():
-        raise BundleError(f"{root}: bundle folder does not exist")
+        raise BundleError(f"{root}: bundle folder does not exist (or name a shipped one: "
+                          f"{', '.join(n for n in BUNDLE_NAMES if n != 'default')})")
     if not mpath.is_file():
         raise BundleError(f"{mpath}: no manifest.json in the bundle folder")
     try:
@@ -390,13 +391,46 @@ def real_world_bundle_dir() -> Path:
     return wbg_edge_home() / "bundles" / "real-world"
 
 
-# bundles inside the package (wbg_edge/models/<name>): "default" (trained by training/recipes/default.py) and
-# "segmenter-refiner" (a refiner alone, for imported segmenters; training/recipes/real_world.py)
-SHIPPED_BUNDLES = ("default", "segmenter-refiner")
+# bundles inside the package (wbg_edge/models/<name>): "default" (trained by training/recipes/default.py),
+# "segmenter-refiner" (a refiner alone, for imported segmenters; training/recipes/real_world.py) and "real"
+# (MediaPipe's selfie segmenter converted by export/import_coarse.py, with segmenter-refiner as its base)
+SHIPPED_BUNDLES = ("default", "segmenter-refiner", "real")
+
+# The names `--bundle` and `PipelineConfig(bundle=...)` take: name -> (shipped folder, what runs). A name wins
+# over a folder of the same name in the working directory (write ./real for that folder), so a name means the
+# same bytes everywhere. "real" is always the shipped copy, never a newer import in the cache: shipped is
+# reproducible and hash-checked with the package; an import is used by naming its folder.
+BUNDLE_NAMES = {
+    "real": ("real", "MediaPipe selfie segmenter + segmenter-refiner, for real people"),
+    "synthetic": ("default", "depth + matting + refiner trained on generated scenes"),
+    "default": ("default", "depth + matting + refiner trained on generated scenes"),  # the old name of synthetic
+}
 
 
 def shipped_bundle_dir(name: str) -> Path:
     return Path(__file__).resolve().parent / "models" / name
+
+
+def bundle_location(spec: str | os.PathLike) -> str:
+    """The folder `spec` names: a shipped bundle's for a name in BUNDLE_NAMES, else `spec` itself (a path)."""
+    if isinstance(spec, str) and spec in BUNDLE_NAMES:
+        return str(shipped_bundle_dir(BUNDLE_NAMES[spec][0]))
+    return os.fspath(spec)
+
+
+def describe_bundle(spec: str | os.PathLike | None, bundle: Bundle) -> str:
+    """`spec` as the user gave it, and what runs: "real (MediaPipe selfie segmenter + ...)" for a name,
+    "DIR ('its name': coarse + refiner from segmenter-refiner)" for a folder."""
+    name = "synthetic" if spec is None else spec if isinstance(spec, str) and spec in BUNDLE_NAMES else \
+        next((n for n in ("real", "synthetic") if Path(spec).resolve() == Path(bundle_location(n))), None)
+    if name is not None:  # a name, or a shipped bundle's folder (a config holds names as folders)
+        return f"{name} ({BUNDLE_NAMES[name][1]})"
+    parts = []
+    for stage in STAGES:
+        found = bundle.resolve(stage)
+        if found is not None:
+            parts.append(stage if found[0] is bundle else f"{stage} from {found[0].name}")
+    return f"{os.fspath(spec)} ({bundle.name!r}: {' + '.join(parts)})"
 
 
 def default_bundle_dir() -> Path:

@@ -1,12 +1,14 @@
 """The `wbg-edge demo` job (no camera, GPU, network or files needed).
 
-`run_demo` runs the default bundle on the synthetic clip (`wbg_edge.synthetic`) and writes a composite
-video and a contact sheet; it returns what happened and prints nothing (the CLI prints).
+`run_demo` runs two clips into one composite video and one contact sheet: the built-in generated clip
+(`wbg_edge.synthetic`) through the generated-scene bundle (`synthetic`), then a real person, scikit-image's
+astronaut photo embedded in the package (`wbg_edge.portrait`) panned across the frame, through the real-people
+bundle (`real`). It returns what happened and prints nothing (the CLI prints).
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -16,61 +18,92 @@ from .synthetic import SyntheticClip as SyntheticClip  # the clip lived here; ke
 
 
 @dataclass
-class DemoResult:
-    video: Path
-    sheet: Path
+class DemoPart:
+    clip: str             # what was shown: "generated clip" | "real person"
+    bundle: str           # the bundle as named, and what runs in it (bundle.describe_bundle)
     frames: int
-    fps: float
-    size: tuple[int, int]
+    fps: float            # of the stream itself (capture, models, encode), not counting model loading
     backend: str
 
 
-def contact_sheet(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], width: int = 960) -> np.ndarray:
-    """Stack (input, alpha, composite) triples as rows of three tiles; returns a BGR u8 image."""
+@dataclass
+class DemoResult:
+    video: Path
+    sheet: Path
+    frames: int           # frames, fps and backend of the generated clip (as before the real-person part)
+    fps: float
+    size: tuple[int, int]
+    backend: str
+    parts: list[DemoPart] = field(default_factory=list)
+
+
+def contact_sheet(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], width: int = 960,
+                  labels: list[str] | None = None) -> np.ndarray:
+    """Stack (input, alpha, composite) triples as rows of three tiles, each row's label (if any) written on
+    its first tile; returns a BGR u8 image."""
     tiles = []
-    for frame, alpha, comp in rows:
+    for i, (frame, alpha, comp) in enumerate(rows):
         h, w = frame.shape[:2]
         tw = width // 3
         th = max(int(round(h * tw / w)), 1)
         a = alpha if alpha.dtype == np.uint8 else np.clip(alpha * 255 + 0.5, 0, 255).astype(np.uint8)
-        parts = [frame, cv2.cvtColor(a, cv2.COLOR_GRAY2BGR), comp[..., :3]]
-        tiles.append(np.hstack([cv2.resize(p, (tw, th), interpolation=cv2.INTER_AREA) for p in parts]))
+        parts = [cv2.resize(p, (tw, th), interpolation=cv2.INTER_AREA)
+                 for p in (frame, cv2.cvtColor(a, cv2.COLOR_GRAY2BGR), comp[..., :3])]
+        if labels and labels[i] and th >= 24:  # white on a dark box: readable on any image
+            (lw, lh), _ = cv2.getTextSize(labels[i], cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+            cv2.rectangle(parts[0], (0, 0), (lw + 10, lh + 10), (0, 0, 0), -1)
+            cv2.putText(parts[0], labels[i], (5, lh + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
+                        cv2.LINE_AA)
+        tiles.append(np.hstack(parts))
     return np.vstack(tiles)
 
 
 def run_demo(out_dir: str | os.PathLike = ".", frames: int = 75, width: int = 1280, height: int = 720,
-             config=None, progress=None) -> DemoResult:
-    """Run the default bundle on the synthetic clip; write `wbg-edge-demo.mp4` and `wbg-edge-demo.png`.
+             config=None, progress=None, person_frames: int = 30) -> DemoResult:
+    """Run the generated clip and the real person; write `wbg-edge-demo.mp4` and `wbg-edge-demo.png`.
 
-    `config`: a PipelineConfig (default: the default bundle, composite over a blurred background, frames
-    overlapped on two threads).
+    `config`: a PipelineConfig (default: composite over a blurred background, frames overlapped on two
+    threads). Its bundle runs both clips when it names one; otherwise the generated clip gets the
+    generated-scene bundle and the person the real one. `person_frames`: the person clip's length (0: none).
     `progress(i, n)`, if given, is called after each frame (the CLI uses it for its readout).
     """
+    from .bundle import describe_bundle
     from .pipeline import Pipeline, PipelineConfig
+    from .portrait import PanClip, PanReader, astronaut
     from .sinks import open_sink
     from .sources import open_source
+    from .sources.capture import CaptureSource
     from .stream import StreamStats, run_stream
 
     out_dir = Path(out_dir)
     video, sheet = out_dir / "wbg-edge-demo.mp4", out_dir / "wbg-edge-demo.png"
     if config is None:
         config = PipelineConfig(mode="composite", background="blur", overlap=True)
-    src = open_source(f"synthetic://?size={width}x{height}&frames={frames}")
-    picks = {0, frames // 3, (2 * frames) // 3, frames - 1}
-    rows = []
-    stats = StreamStats()
-    pipe = Pipeline(config)
-    try:
-        with src, open_sink(str(video), fps=src.fps) as sink:
-            for tick in run_stream(src, pipe, sink, mode="composite", stats=stats):
-                if tick.index in picks:  # copies: the pipeline reuses its buffers
-                    rows.append((tick.frame.copy(), tick.matte.alpha.copy(), tick.image.copy()))
-                if progress is not None:
-                    progress(tick.index + 1, frames)
-    finally:
-        pipe.close()
-    cv2.imwrite(str(sheet), contact_sheet(rows))
-    backend = getattr(pipe, "backend_name", "?")
-    # fps of the stream itself (capture, models, encode), not counting model loading
-    return DemoResult(video=video, sheet=sheet, frames=stats.frames, fps=stats.fps, size=(width, height),
-                      backend=str(backend))
+    clips = [("generated clip", frames, config,
+              lambda: open_source(f"synthetic://?size={width}x{height}&frames={frames}"))]
+    if person_frames > 0:
+        pan = PanClip(astronaut(), width, height, person_frames)
+        clips.append(("real person", person_frames, config if config.bundle else replace(config, bundle="real"),
+                      lambda: CaptureSource("astronaut (scikit-image)", lambda: PanReader(pan), live=False)))
+    total = sum(n for _, n, _, _ in clips)
+    rows, labels, parts = [], [], []
+    with open_sink(str(video), fps=25.0) as sink:  # both clips, one after the other, in one video
+        for name, n, cfg, opener in clips:
+            picks = {0, n // 3, (2 * n) // 3, n - 1} if name == "generated clip" else {0, n // 2}
+            stats, pipe = StreamStats(), Pipeline(cfg)
+            bundle = describe_bundle(cfg.bundle, pipe.bundle)
+            try:
+                with opener() as src:
+                    for tick in run_stream(src, pipe, sink, mode="composite", stats=stats):
+                        if tick.index in picks:  # copies: the pipeline reuses its buffers
+                            rows.append((tick.frame.copy(), tick.matte.alpha.copy(), tick.image.copy()))
+                            labels.append(f"{name}: bundle {bundle.split(' (')[0].rsplit('/', 1)[-1]}")
+                        if progress is not None:
+                            progress(sum(p.frames for p in parts) + tick.index + 1, total)
+            finally:
+                pipe.close()
+            parts.append(DemoPart(name, bundle, stats.frames, stats.fps, str(getattr(pipe, "backend_name", "?"))))
+    cv2.imwrite(str(sheet), contact_sheet(rows, labels=labels))
+    gen = parts[0]
+    return DemoResult(video=video, sheet=sheet, frames=gen.frames, fps=gen.fps, size=(width, height),
+                      backend=gen.backend, parts=parts)

@@ -41,7 +41,9 @@ def _opt(default: Any, help: str, *, lo: float | None = None, hi: float | None =
 class PipelineConfig:
     """What to run. Every field is one CLI flag (`--model-res` for `model_res`) and one GStreamer property."""
 
-    bundle: str | None = _opt(None, "model bundle folder (default: the shipped one)", metavar="DIR")
+    bundle: str | None = _opt(None, "model bundle: real (a person segmenter, for real people), synthetic (trained "
+                              "on generated scenes) or a folder (default: synthetic; run and batch: real)",
+                              metavar="NAME|DIR")
     backend: str = _opt("auto", "inference backend: auto (trt when engines, a CUDA device and TensorRT exist), "
                         "ort or trt", choices=("auto", "ort", "trt"))
     model_res: int | None = _opt(None, "short side for depth and matting, a multiple of 32 (default: the bundle's)",
@@ -79,9 +81,18 @@ class PipelineConfig:
                       "steal the cores the rest of the pipeline needs")
 
     def __post_init__(self):
+        _bundle_by_name(self)
         for f in dataclasses.fields(self):
             check_value(f, getattr(self, f.name))
         parse_background(self.background)  # fails early, naming the spec
+
+
+def _bundle_by_name(config: PipelineConfig) -> None:
+    """A shipped bundle's name (bundle.BUNDLE_NAMES: real, synthetic) becomes its folder, so everything that
+    reads `config.bundle` (the pipeline, batch records, bench, GStreamer) gets a folder."""
+    if isinstance(config.bundle, str):
+        from .bundle import bundle_location
+        object.__setattr__(config, "bundle", bundle_location(config.bundle))  # frozen: set once, here
 
 
 def _kind(f: dataclasses.Field) -> type:
@@ -126,8 +137,9 @@ def _arg_type(f: dataclasses.Field):
 
     def parse(s: str):
         if f.name == "bundle":
-            if not Path(s).is_dir():
-                raise argparse.ArgumentTypeError(f"{s}: no such bundle folder")
+            from .bundle import BUNDLE_NAMES
+            if s not in BUNDLE_NAMES and not Path(s).is_dir():
+                raise argparse.ArgumentTypeError(f"{s}: no such bundle folder (or name: real, synthetic)")
             return s
         if f.name == "background":
             try:

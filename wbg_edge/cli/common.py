@@ -49,9 +49,25 @@ def float_range(lo: float, hi: float, hi_open: bool = False):
 
 
 def bundle_dir(s: str) -> str:
-    if not Path(s).is_dir():
-        raise argparse.ArgumentTypeError(f"{s}: no such bundle folder")
+    """A shipped bundle's name (real, synthetic) or a bundle folder."""
+    from ..bundle import BUNDLE_NAMES
+    if s not in BUNDLE_NAMES and not Path(s).is_dir():
+        raise argparse.ArgumentTypeError(f"{s}: no such bundle folder (or name: real, synthetic)")
     return s
+
+
+# What `run` and `batch` use without --bundle: real people (cameras and files alike). The Python API
+# (PipelineConfig()), `bench`, the demo's generated clip and the acceptance checks keep "synthetic".
+CLI_BUNDLE = "real"
+
+
+def bundle_line(spec: str) -> str:
+    """The line `run` and `batch` start with: which bundle runs, what is in it, how to pick another. Loading
+    the manifest here makes a broken bundle fail with its one-line error before anything is said."""
+    from ..bundle import bundle_location, describe_bundle, load_bundle
+    other = "synthetic" if spec == CLI_BUNDLE else CLI_BUNDLE
+    return (f"bundle {describe_bundle(spec, load_bundle(bundle_location(spec)))}; "
+            f"--bundle {other} or --bundle DIR picks another")
 
 
 def size_arg(s: str) -> tuple[int, int]:

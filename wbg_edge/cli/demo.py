@@ -1,4 +1,4 @@
-"""`wbg-edge demo`: the default bundle on the built-in clip, a video and a contact sheet written here."""
+"""`wbg-edge demo`: the built-in generated clip and a real person, a video and a contact sheet written here."""
 from __future__ import annotations
 
 import sys
@@ -32,17 +32,24 @@ def cmd_demo(args) -> int:
                       **overlap_default(args, live=False))
     w, h = args.size
     with stop_on_signals():
-        res = run_demo(".", frames=args.frames, width=w, height=h, config=cfg, progress=progress)
+        res = run_demo(".", frames=args.frames, width=w, height=h, config=cfg, progress=progress,
+                       person_frames=args.person_frames)
     readout.done()
-    print(f"demo: {res.frames} frames at {w}x{h} through the default bundle ({res.backend}): {res.fps:.1f} fps")
-    print(f"demo: wrote {res.video} (composite video) and {res.sheet} (contact sheet: input | alpha | composite)")
+    for part in res.parts:
+        print(f"demo: {part.clip}, {part.frames} frames at {w}x{h} through bundle {part.bundle} ({part.backend}): "
+              f"{part.fps:.1f} fps")
+    print(f"demo: wrote {res.video} (composite video, the clips one after the other) and {res.sheet} "
+          f"(contact sheet: input | alpha | composite)")
     return 0
 
 
 def add_parser(sub) -> None:
     """Registers `demo`."""
-    d = sub.add_parser("demo", help="run the default bundle on the built-in clip; writes wbg-edge-demo.mp4/.png here")
-    d.add_argument("--frames", type=int_range(1, 10000), default=75, help="clip length (default 75)")
+    d = sub.add_parser("demo", help="a generated clip through the synthetic bundle and a real person (scikit-image's "
+                                    "astronaut, panned) through the real one; writes wbg-edge-demo.mp4/.png here")
+    d.add_argument("--frames", type=int_range(1, 10000), default=75, help="generated clip length (default 75)")
+    d.add_argument("--person-frames", type=int_range(0, 10000), default=30,
+                   help="real-person clip length (default 30; 0 leaves it out)")
     d.add_argument("--size", type=size_arg, default=(1280, 720), help="clip size WxH (default 1280x720)")
     d.add_argument("-q", "--quiet", action="store_true")
     add_pipeline_options(d, with_output=False)

@@ -16,7 +16,7 @@ def cmd_info(args) -> int:
     import cv2
     import numpy as np
 
-    from ..bundle import default_bundle_dir, load_bundle
+    from ..bundle import bundle_location, default_bundle_dir, load_bundle
     from ..gpu import cuda_devices
     from ..sources import gstreamer_available
 
@@ -43,7 +43,7 @@ def cmd_info(args) -> int:
         info["native_fused_op"] = str(native.native_backend())
     except Exception as e:  # the native library is optional (numpy reference otherwise)
         info["native_fused_op"] = f"not available ({e})"
-    root = Path(args.bundle) if args.bundle else default_bundle_dir()
+    root = Path(bundle_location(args.bundle)) if args.bundle else default_bundle_dir()
     b = load_bundle(root)
     from ..backends import choose_backend
     try:
@@ -88,7 +88,8 @@ def cmd_gst_plugin_path(args) -> int:
 def add_parser(sub) -> None:
     """Registers `info` and `gst-plugin-path`."""
     i = sub.add_parser("info", help="backends, GPU, versions and the bundle manifest")
-    i.add_argument("--bundle", type=bundle_dir, metavar="DIR", help="bundle folder (default: the shipped one)")
+    i.add_argument("--bundle", type=bundle_dir, metavar="NAME|DIR",
+                   help="real, synthetic or a bundle folder (default: synthetic)")
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(func=cmd_info)
 

@@ -5,10 +5,12 @@ import argparse
 import os
 
 from .common import (
+    CLI_BUNDLE,
     CliError,
     Readout,
     add_pipeline_options,
     backend_name,
+    bundle_line,
     float_range,
     int_range,
     make_config,
@@ -27,18 +29,10 @@ RUN_EXAMPLES = """examples:
 Ctrl-C or SIGTERM ends the stream after the frames in flight and finishes the output file."""
 
 
-def choose_bundle(args: argparse.Namespace, src) -> str | None:
-    """--bundle if given; for a live source (a person at a camera) the installed real-world bundle,
-    whose imported segmenter finds real people; otherwise the shipped default (None)."""
-    if args.bundle is not None or not src.live:
-        return args.bundle
-    from ..bundle import real_world_bundle_dir
-    rw = real_world_bundle_dir()
-    if (rw / "manifest.json").is_file():
-        return str(rw)
-    note("note: no real-world bundle installed, so the default models (trained on generated scenes) will not "
-          "find real people; add it once with: python -m export.import_coarse mediapipe-selfie")
-    return None
+def choose_bundle(args: argparse.Namespace) -> str:
+    """--bundle if given, else the shipped real-people bundle, for cameras and files alike: what a user
+    points `run` at is most often a person, and the generated-scene models do not find real people."""
+    return args.bundle if args.bundle is not None else CLI_BUNDLE
 
 
 def choose_mode(args: argparse.Namespace, sink) -> str:
@@ -64,14 +58,14 @@ def cmd_run(args) -> int:
             sink = open_sink(args.out, fps=args.fps or src.fps, codec=args.codec)
             with sink:  # closing finalizes the file, also when the loop below fails
                 mode = choose_mode(args, sink)
+                bundle = choose_bundle(args)
+                note(bundle_line(bundle))  # the first line, also with -q: which models run
                 if sink.note:  # e.g. which codec a fallback writes
                     note(sink.note)
-                pipe = Pipeline(make_config(args, mode=mode, bundle=choose_bundle(args, src),
-                                            **overlap_default(args, src.live)))
+                pipe = Pipeline(make_config(args, mode=mode, bundle=bundle, **overlap_default(args, src.live)))
                 opened.update(src=src, sink=sink, mode=mode, pipe=pipe)
                 if not args.quiet:
-                    note(f"wbg-edge run: {args.input} -> {args.out} ({mode}), backend {backend_name(pipe)}, "
-                          f"bundle {pipe.bundle.name}")
+                    note(f"wbg-edge run: {args.input} -> {args.out} ({mode}), backend {backend_name(pipe)}")
                 try:
                     for tick in run_stream(src, pipe, sink, mode, stop=stop, max_frames=args.frames, stats=stats):
                         readout.update(tick, src)
