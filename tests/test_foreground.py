@@ -251,3 +251,71 @@ def test_c_abi_rejects_foreground_without_coarse_alpha():
     assert lib.wbg_refine_finish_cpu(ctypes.byref(args), 1) == 1  # WBG_ERR_NULL: no alpha
     args.fg_cell = 65
     assert lib.wbg_refine_finish_cpu(ctypes.byref(args), 1) == 4  # WBG_ERR_ARG
+
+
+def test_cuda_entry_point_checks_the_foreground_workspace():
+    """Checked before any device call, so this runs without a GPU."""
+    with pytest.raises(ValueError, match="workspace"):
+        native.cuda_refine_finish(1, 1, (8, 8), 1, (40, 60), None, mode="rgba", out=1, alpha_coarse=1,
+                                  alpha_size=(4, 6), foreground=True, workspace=1, workspace_bytes=16)
+    with pytest.raises(ValueError, match="alpha_coarse"):
+        native.cuda_refine_finish(1, 1, (8, 8), 1, (40, 60), None, mode="composite", out=1, background=1,
+                                  foreground=True)
+    need = native.cuda_finish_workspace_bytes((8, 8), (40, 60), foreground=True, fg_cell=8, patches=False)
+    assert need == 16 * sum(h * w for h, w in ref.fg_levels(5, 8))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", COLOUR_MODES)
+@pytest.mark.parametrize("patched", [False, True])
+@pytest.mark.parametrize("cell", [8, 3])
+def test_cuda_foreground_matches_cpu_bit_for_bit(mode, patched, cell):
+    """The CUDA twin of the foreground path (same refine.cuh math): outputs equal the CPU op's, byte for byte."""
+    rt = pytest.importorskip("cuda.bindings.runtime")
+    if not native.cuda_available():
+        pytest.skip("CUDA refine library not built")
+
+    def ck(r):
+        assert int(r[0]) == 0, r
+        return r[1] if len(r) > 1 else None
+
+    def dev(a: np.ndarray) -> int:
+        p = ck(rt.cudaMalloc(max(1, a.nbytes)))
+        ck(rt.cudaMemcpy(p, a.ctypes.data, a.nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice))
+        return p
+
+    def host(p: int, like: np.ndarray) -> np.ndarray:
+        out = np.empty_like(like)
+        ck(rt.cudaMemcpy(out.ctypes.data, p, out.nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost))
+        return out
+
+    h, w, hr, wr, p, n = 181, 323, 64, 96, 16, 9
+    rng = np.random.default_rng(7)
+    c = random_case(7, h, w, hr, wr, 32, 56)
+    if patched:
+        patches = np.stack([rng.integers(0, hr - p + 1, n), rng.integers(0, wr - p + 1, n)], 1).astype(np.int32)
+        packed = np.empty((n, 5, p, p), np.float32)
+        native.refine_pack(c["frame"], None, c["coarse"], packed, patches=patches, patch_size=p, refine_size=(hr, wr))
+        delta = (rng.standard_normal((n, 1, p, p)) * 0.3).astype(np.float32)
+    else:
+        patches, packed, delta = None, c["packed"], c["delta"]
+    a_cpu, o_cpu = np.empty((h, w), np.float32), out_for(mode, h, w)
+    native.refine_finish(packed, delta, c["frame"], a_cpu, patches=patches, refine_size=(hr, wr),
+                         alpha_coarse=c["coarse"], mode=mode, background=c["bg"], out=o_cpu, prev_alpha=c["prev"],
+                         smoothing=0.25, foreground=True, fg_cell=cell)
+    d = {k: dev(c[k]) for k in ("frame", "coarse", "bg", "prev")}
+    d_packed, d_delta = dev(packed), dev(delta)
+    d_patches = dev(patches) if patched else None
+    d_a, d_o = dev(np.zeros_like(a_cpu)), dev(np.zeros_like(o_cpu))
+    ws = native.cuda_finish_workspace_bytes((hr, wr), (h, w), foreground=True, fg_cell=cell, patches=patched)
+    d_ws = ck(rt.cudaMalloc(ws))
+    native.cuda_refine_finish(d_packed, d_delta, (hr, wr), d["frame"], (h, w), d_a, mode=mode, out=d_o,
+                              background=d["bg"], prev_alpha=d["prev"], smoothing=0.25, patches=d_patches,
+                              n_patches=n if patched else 0, patch_size=p if patched else 0,
+                              alpha_coarse=d["coarse"], alpha_size=c["coarse"].shape, workspace=d_ws,
+                              workspace_bytes=ws, foreground=True, fg_cell=cell)
+    ck(rt.cudaDeviceSynchronize())
+    np.testing.assert_array_equal(host(d_a, a_cpu), a_cpu)
+    np.testing.assert_array_equal(host(d_o, o_cpu), o_cpu)
+    for ptr in [*d.values(), d_packed, d_delta, d_a, d_o, d_ws] + ([d_patches] if patched else []):
+        ck(rt.cudaFree(ptr))
