@@ -319,3 +319,39 @@ def test_cuda_foreground_matches_cpu_bit_for_bit(mode, patched, cell):
     np.testing.assert_array_equal(host(d_o, o_cpu), o_cpu)
     for ptr in [*d.values(), d_packed, d_delta, d_a, d_o, d_ws] + ([d_patches] if patched else []):
         ck(rt.cudaFree(ptr))
+
+
+def test_pipeline_default_carries_foreground_colours_and_off_keeps_the_frame():
+    """Through the shipped pipeline: RGBA colours are the frame's where the matte is solid and the estimate at soft
+    pixels (config foreground=True, the default); foreground=False keeps the frame's own colours everywhere, and the
+    composite then equals today's plain blend of the same alpha."""
+    import warnings
+
+    import cv2
+
+    from wbg_edge.pipeline import Pipeline
+    from wbg_edge.settings import PipelineConfig
+
+    frame = np.full((240, 320, 3), 20, np.uint8)
+    cv2.circle(frame, (160, 120), 60, (40, 200, 230), -1)
+    frame = cv2.GaussianBlur(frame, (0, 0), 3.0)
+    out = {}
+    for fg in (True, False):
+        for mode, bg in (("rgba", "transparent"), ("composite", "white")):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                p = Pipeline(PipelineConfig(model_res=128, refine_res=256, mode=mode, background=bg, foreground=fg))
+            out[fg, mode] = p.process(frame).copy()
+            p.close()
+    assert PipelineConfig().foreground is True
+    on, off = out[True, "rgba"], out[False, "rgba"]
+    np.testing.assert_array_equal(on.alpha, off.alpha)
+    np.testing.assert_array_equal(off.image[..., :3], frame)
+    q = off.image[..., 3]
+    solid = (q == 0) | (q == 255)
+    np.testing.assert_array_equal(on.image[..., :3][solid], frame[solid])
+    assert (on.image[..., :3] != frame).any(-1)[~solid].mean() > 0.1  # (nearly solid ones round to the same)
+    # off: the composite is the plain blend (Q15) of the frame over white with the same alpha
+    a15 = (out[False, "composite"].alpha * np.float32(32767) + np.float32(0.5)).astype(np.int32)[..., None]
+    plain = (255 + (((frame.astype(np.int32) - 255) * a15 + 16384) >> 15)).astype(np.uint8)
+    np.testing.assert_array_equal(out[False, "composite"].image, plain)
