@@ -6,6 +6,8 @@
 // operation order of refine.cuh's bilerp (vertical first), so the result is bit-equal to the per-pixel formula.
 // On x86-64 the row kernels are also compiled for AVX2 and picked at load time (target_clones); other CPUs
 // (aarch64 Jetson: NEON is baseline) use the default build.
+// Foreground colours (fg_cell > 0): the background grid is part of the plan (made once per frame from the frame and
+// the coarse alpha, before any output row), and the solve runs only on output blocks that hold a soft pixel.
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -889,18 +891,27 @@ class PooledFloats {
         }
         buf_.reset();
     }
-    static std::mutex& mutex() {
-        static std::mutex* m = new std::mutex();  // leaked, like Pool: used by threads that may outlive exit
-        return *m;
+    // Leaked, like Pool (threads may use them after static destructors), and made anew in a forked child, whose
+    // copy of the mutex may have been held by a thread the child does not have.
+    struct Free {
+        std::mutex m;
+        std::vector<std::unique_ptr<float[]>> bufs;
+        std::vector<size_t> sizes;
+        pid_t pid = getpid();
+    };
+    static Free& free_list() {
+        static std::atomic<Free*> f{new Free()};
+        Free* p = f.load();
+        if (p->pid != getpid()) {
+            Free* fresh = new Free();
+            if (!f.compare_exchange_strong(p, fresh)) delete fresh;
+            p = f.load();
+        }
+        return *p;
     }
-    static std::vector<std::unique_ptr<float[]>>& list() {
-        static auto* l = new std::vector<std::unique_ptr<float[]>>();
-        return *l;
-    }
-    static std::vector<size_t>& sizes() {
-        static auto* l = new std::vector<size_t>();
-        return *l;
-    }
+    static std::mutex& mutex() { return free_list().m; }
+    static std::vector<std::unique_ptr<float[]>>& list() { return free_list().bufs; }
+    static std::vector<size_t>& sizes() { return free_list().sizes; }
 
     std::unique_ptr<float[]> buf_;
     size_t cap_ = 0;
