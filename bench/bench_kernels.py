@@ -1,5 +1,7 @@
 """Fused refine op (pack + finish) vs the best naive cv2.resize + numpy composition, on the CPU; on a GPU, the CUDA
-op's achieved bandwidth as a fraction of the device's copy bandwidth.
+op's achieved bandwidth as a fraction of the device's copy bandwidth. In rgba / composite mode also the fused op
+with foreground colours (issue 24; `fused+fg`), timed in the same interleaved runs. These inputs are a worst case for
+it: the random delta leaves nearly every pixel soft (bench/bench_foreground.py times a real band).
 
     python bench/bench_kernels.py [--seconds 4] [--mode composite] [--clock auto|wall|cpu]
 
@@ -74,10 +76,11 @@ def naive(x: dict, mode: str) -> tuple[np.ndarray, np.ndarray]:
     return alpha, f.astype(np.uint8)
 
 
-def fused(x: dict, mode: str, bufs: dict) -> None:
+def fused(x: dict, mode: str, bufs: dict, foreground: bool = False) -> None:
     native.refine_pack(x["frame"], x["depth"], x["alpha"], bufs["packed"])
     native.refine_finish(bufs["packed"], x["delta"], x["frame"], bufs["alpha"], mode=mode,
-                         background=x["background"] if mode == "composite" else None, out=bufs["out"])
+                         background=x["background"] if mode == "composite" else None, out=bufs["out"],
+                         alpha_coarse=x["alpha"], foreground=foreground)
 
 
 def bench_cpu(h: int, w: int, mode: str, seconds: float, clock) -> float:
@@ -89,19 +92,25 @@ def bench_cpu(h: int, w: int, mode: str, seconds: float, clock) -> float:
     a_ref, o_ref = naive(x, mode)
     # same op, so the two must agree (cv2 quantises its resize weights, hence the loose bound)
     assert np.abs(bufs["alpha"] - a_ref).max() < 0.02 and np.abs(bufs["out"].astype(int) - o_ref).max() <= 6
-    tf, tn = [], []
+    fg = mode != "alpha"
+    tf, tn, tg = [], [], []
     t_end = time.perf_counter() + seconds
-    while time.perf_counter() < t_end or len(tf) < 5:  # interleaved, so both see the same machine state
+    while time.perf_counter() < t_end or len(tf) < 5:  # interleaved, so all see the same machine state
         t0 = clock()
         fused(x, mode, bufs)
         t1 = clock()
         naive(x, mode)
         t2 = clock()
+        if fg:
+            fused(x, mode, bufs, foreground=True)
+        t3 = clock()
         tf.append(t1 - t0)
         tn.append(t2 - t1)
-    mf, mn = statistics.median(tf) * 1e3, statistics.median(tn) * 1e3
-    print(f"frame {w}x{h}, refine {REFINE[1]}x{REFINE[0]}, mode {mode}: fused {mf:.2f} ms, naive {mn:.2f} ms "
-          f"(median of {len(tf)} interleaved runs each)")
+        tg.append(t3 - t2)
+    mf, mn, mg = (statistics.median(t) * 1e3 for t in (tf, tn, tg))
+    with_fg = f", fused+fg {mg:.2f} ms (+{mg - mf:.2f})" if fg else ""
+    print(f"frame {w}x{h}, refine {REFINE[1]}x{REFINE[0]}, mode {mode}: fused {mf:.2f} ms, naive {mn:.2f} ms"
+          f"{with_fg} (median of {len(tf)} interleaved runs each)")
     return mn / mf
 
 
@@ -161,8 +170,19 @@ def _bench_gpu_size(rt, ck, timed, h: int, w: int, mode: str, seconds: float, co
         native.cuda_refine_finish(packed, d["delta"], REFINE, d["frame"], (h, w), alpha, mode=mode, out=out,
                                   background=d["background"])
 
+    ws_bytes = native.cuda_finish_workspace_bytes(REFINE, (h, w), foreground=True, patches=False)
+    ws = ck(rt.cudaMalloc(ws_bytes))
+
+    def run_finish_fg():
+        native.cuda_refine_finish(packed, d["delta"], REFINE, d["frame"], (h, w), alpha, mode=mode, out=out,
+                                  background=d["background"], alpha_coarse=d["alpha"], alpha_size=x["alpha"].shape,
+                                  workspace=ws, workspace_bytes=ws_bytes, foreground=True)
+
     n = max(20, int(seconds * 100))
     tp, tf = timed(run_pack, n), timed(run_finish, n)
+    if mode != "alpha":
+        print(f"gpu frame {w}x{h} finish+fg: {timed(run_finish_fg, n) * 1e6:.0f} us (finish {tf * 1e6:.0f} us)")
+    ck(rt.cudaFree(ws))
     # bytes that must move at least once: outputs written, inputs read (the frame only where sampled)
     pack_bytes = 5 * hr * wr * 4 + min(h * w * 3, 4 * 3 * hr * wr) + x["depth"].nbytes + x["alpha"].nbytes
     fin_bytes = 2 * hr * wr * 4 + h * w * 3 * (2 if mode == "composite" else 1) + h * w * (4 + out_c)

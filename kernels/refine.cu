@@ -1,6 +1,6 @@
 // CUDA implementation of the fused refine op (math in refine.cuh, ABI in wbg_refine.h).
 //
-// One thread per output element, x fastest, so the float / half planes are written with fully coalesced stores
+// One thread per output element (per cell for the foreground pyramid), x fastest, so the float / half planes are written with fully coalesced stores
 // and the u8 frame rows are read by neighbouring threads from neighbouring addresses. Every launch goes on the
 // caller's stream; nothing synchronises (errors are launch errors from cudaGetLastError).
 #include <cuda_runtime.h>
@@ -79,7 +79,23 @@ __device__ __forceinline__ float refined(const wbg_finish_args& f, const float* 
                         wbg::load(f.delta, f.delta_dtype, cell));
 }
 
-__global__ void finish_kernel(wbg_finish_args f, const float* grid) {
+// Foreground colours: the pyramid (refine.cuh), one thread per cell, one launch per level and direction.
+__global__ void fg_cell_kernel(wbg_finish_args f, float* buf, wbg::FgLevels L) {
+    const int32_t j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y;
+    if (j < L.w[0] && i < L.h[0]) wbg::fg_cell(f, buf, L, i, j);
+}
+
+__global__ void fg_down_kernel(float* buf, wbg::FgLevels L, int32_t l) {
+    const int32_t j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y;
+    if (j < L.w[l + 1] && i < L.h[l + 1]) wbg::fg_down_cell(buf, L, l, i, j);
+}
+
+__global__ void fg_up_kernel(float* buf, wbg::FgLevels L, int32_t l) {
+    const int32_t j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y * blockDim.y + threadIdx.y;
+    if (j < L.w[l] && i < L.h[l]) wbg::fg_up_cell(buf, L, l, i, j);
+}
+
+__global__ void finish_kernel(wbg_finish_args f, const float* grid, const float* fg_grid, int32_t gh, int32_t gw) {
     const int32_t x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
     if (x >= f.width || y >= f.height) return;
     const wbg::Tap ty = wbg::tap(y, f.refine_h, wbg::axis_scale(f.refine_h, f.height));
@@ -92,7 +108,7 @@ __global__ void finish_kernel(wbg_finish_args f, const float* grid) {
         a = wbg::sample_f32(f.alpha + (int64_t)cy.i0 * f.alpha_w, f.alpha + (int64_t)cy.i1 * f.alpha_w, cx.i0,
                             cx.i1, cy.w, cx.w);
     }
-    wbg::finish_pixel(a, f, (int64_t)y * f.width + x);
+    wbg::finish_pixel(a, f, y, x, fg_grid, gh, gw);
 }
 
 inline dim3 blocks(int64_t w, int64_t h, int64_t z = 1) {
@@ -112,6 +128,10 @@ const char* wbg_refine_status_string(int status) { return wbg::status_string(sta
 size_t wbg_refine_finish_workspace_bytes(int32_t refine_h, int32_t refine_w) {
     // grid (float) + patch index (int32), each refine_h x refine_w
     return refine_h < 1 || refine_w < 1 ? 0 : (size_t)refine_h * (size_t)refine_w * 8;
+}
+
+size_t wbg_refine_foreground_workspace_bytes(int32_t height, int32_t width, int32_t fg_cell) {
+    return wbg::fg_workspace_bytes(height, width, fg_cell);
 }
 
 int wbg_refine_cuda_device_count(void) {
@@ -136,10 +156,28 @@ int wbg_refine_finish_cuda(const wbg_finish_args* args, void* stream) {
     const wbg_finish_args& f = *args;
     cudaStream_t st = (cudaStream_t)stream;
     float* grid = nullptr;
+    const bool fg = wbg::fg_active(f);
+    // workspace: the patches' part, then the foreground pyramid
+    const size_t patch_bytes = f.n_patches ? wbg_refine_finish_workspace_bytes(f.refine_h, f.refine_w) : 0;
+    const size_t fg_bytes = fg ? wbg::fg_workspace_bytes(f.height, f.width, f.fg_cell) : 0;
+    if (patch_bytes + fg_bytes > 0) {
+        if (!f.workspace) return WBG_ERR_NULL;
+        if (f.workspace_bytes < patch_bytes + fg_bytes) return WBG_ERR_ARG;
+    }
+    float* fg_buf = nullptr;
+    wbg::FgLevels L;
+    if (fg) {
+        fg_buf = (float*)((char*)f.workspace + patch_bytes);
+        L = wbg::fg_levels(wbg::fg_cells(f.height, f.fg_cell), wbg::fg_cells(f.width, f.fg_cell));
+        fg_cell_kernel<<<blocks(L.w[0], L.h[0]), dim3(kBlockX, kBlockY), 0, st>>>(f, fg_buf, L);
+        for (int32_t l = 0; l + 1 < L.n; ++l)
+            fg_down_kernel<<<blocks(L.w[l + 1], L.h[l + 1]), dim3(kBlockX, kBlockY), 0, st>>>(fg_buf, L, l);
+        for (int32_t l = L.n - 1; l >= 0; --l)
+            fg_up_kernel<<<blocks(L.w[l], L.h[l]), dim3(kBlockX, kBlockY), 0, st>>>(fg_buf, L, l);
+        if (launched() != WBG_OK) return WBG_ERR_CUDA;
+    }
     if (f.n_patches) {
         const size_t cells = (size_t)f.refine_h * f.refine_w;
-        if (!f.workspace) return WBG_ERR_NULL;
-        if (f.workspace_bytes < wbg_refine_finish_workspace_bytes(f.refine_h, f.refine_w)) return WBG_ERR_ARG;
         if (f.n_patches > 65535) return WBG_ERR_SIZE;
         grid = (float*)f.workspace;
         int32_t* index = (int32_t*)((char*)f.workspace + cells * sizeof(float));
@@ -149,7 +187,9 @@ int wbg_refine_finish_cuda(const wbg_finish_args* args, void* stream) {
         patch_grid_kernel<<<blocks(f.refine_w, f.refine_h), dim3(kBlockX, kBlockY), 0, st>>>(f, index, grid);
         if (launched() != WBG_OK) return WBG_ERR_CUDA;
     }
-    finish_kernel<<<blocks(f.width, f.height), dim3(kBlockX, kBlockY), 0, st>>>(f, grid);
+    const float* fg_grid = fg ? wbg::fg_plane(fg_buf, L, 0, 1) : nullptr;  // level 0's B planes
+    finish_kernel<<<blocks(f.width, f.height), dim3(kBlockX, kBlockY), 0, st>>>(f, grid, fg_grid, fg ? L.h[0] : 0,
+                                                                                   fg ? L.w[0] : 0);
     return launched();
 }
 

@@ -6,6 +6,8 @@
 // operation order of refine.cuh's bilerp (vertical first), so the result is bit-equal to the per-pixel formula.
 // On x86-64 the row kernels are also compiled for AVX2 and picked at load time (target_clones); other CPUs
 // (aarch64 Jetson: NEON is baseline) use the default build.
+// Foreground colours (fg_cell > 0): the background grid is part of the plan (made once per frame from the frame and
+// the coarse alpha, before any output row), and the solve runs only on output blocks that hold a soft pixel.
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -210,6 +212,189 @@ WBG_ROW int32_t zeros_or_ones(const float* v, int32_t n) {
         not1 |= v[i] != 1.f;
     }
     return not0 == 0 ? 0 : (not1 == 0 ? 1 : 2);
+}
+
+// acc[i] += src[i] (the foreground grid's cells: sums of at most 64 bytes down a column fit 16 bits, and of 16 such
+// sums across a row too; 16 lanes per AVX2 add)
+WBG_ROW void add_u16(const uint16_t* src, uint16_t* acc, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) acc[i] = (uint16_t)(acc[i] + src[i]);
+}
+
+WBG_ROW void add_u8(const uint8_t* src, uint16_t* acc, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) acc[i] = (uint16_t)(acc[i] + src[i]);
+}
+
+// w[i] = fg_weight(lerp(h0[i], h1[i], wy)): the coarse alpha's two widened rows blended, then the cell weight
+WBG_ROW void fg_weights_generic(const float* h0, const float* h1, float wy, float* w, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) w[i] = wbg::fg_weight(wbg::lerp(h0[i], h1[i], wy));
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// clamp01 as its ternaries (v < 0 ? 0 : (v > 1 ? 1 : v): NaN stays NaN), which the compiler leaves scalar
+__attribute__((target("avx2"))) inline __m256 clamp01_avx2(__m256 v) {
+    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.f);
+    return _mm256_blendv_ps(_mm256_blendv_ps(v, one, _mm256_cmp_ps(v, one, _CMP_GT_OQ)), zero,
+                            _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+}
+
+__attribute__((target("avx2"))) void fg_weights_avx2(const float* h0, const float* h1, float wy, float* w,
+                                                     int32_t n) {
+    const __m256 wv = _mm256_set1_ps(wy), ramp = _mm256_set1_ps(wbg::kFgRamp), one = _mm256_set1_ps(1.f);
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 a = _mm256_loadu_ps(h0 + i);
+        const __m256 v = _mm256_add_ps(a, _mm256_mul_ps(wv, _mm256_sub_ps(_mm256_loadu_ps(h1 + i), a)));
+        const __m256 t = clamp01_avx2(_mm256_sub_ps(one, _mm256_mul_ps(clamp01_avx2(v), ramp)));
+        _mm256_storeu_ps(w + i, _mm256_mul_ps(t, t));
+    }
+    fg_weights_generic(h0 + i, h1 + i, wy, w + i, n - i);
+}
+#endif
+
+inline void fg_weights(const float* h0, const float* h1, float wy, float* w, int32_t n) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (cpu_has_avx2()) {
+        fg_weights_avx2(h0, h1, wy, w, n);
+        return;
+    }
+#endif
+    fg_weights_generic(h0, h1, wy, w, n);
+}
+
+// o[j] = ((r0[2j] + r0[2j+1]) + r1[2j]) + r1[2j+1], times 1/4: wbg::fg_down with all four children
+WBG_ROW void down_pairs(const float* r0, const float* r1, float* o, int32_t n) {
+    for (int32_t j = 0; j < n; ++j)
+        o[j] = wbg::fmul(wbg::fadd(wbg::fadd(wbg::fadd(r0[2 * j], r0[2 * j + 1]), r1[2 * j]), r1[2 * j + 1]), 0.25f);
+}
+
+// the last row of an odd height: two children
+WBG_ROW void down_pairs1(const float* r0, float* o, int32_t n) {
+    for (int32_t j = 0; j < n; ++j) o[j] = wbg::fmul(wbg::fadd(r0[2 * j], r0[2 * j + 1]), 0.5f);
+}
+
+// Whether any of n alpha values is soft (wbg::fg_soft).
+WBG_ROW bool any_soft(const float* a, int32_t n) {
+    int32_t k = 0;
+    for (int32_t i = 0; i < n; ++i) {  // wbg::fg_soft without the branch of &&, so it vectorises
+        const float v = wbg::fadd(wbg::fmul(a[i], 255.f), 0.5f);
+        k += (int32_t)(v >= 1.f) & (int32_t)(v < 255.f);
+    }
+    return k != 0;
+}
+
+// The colours of n pixels for the outputs: foreground colours where alpha is soft, the frame's elsewhere (b0..b2:
+// the local background's channels sampled at these pixels).
+WBG_ROW void fg_colours_generic(const uint8_t* fr, const float* a, const float* b0, const float* b1, const float* b2,
+                                uint8_t* o, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) {
+        const bool soft = wbg::fg_soft(a[i]);
+        const float r = wbg::fg_ratio(a[i]);
+        o[3 * i] = soft ? wbg::fg_colour(fr[3 * i], b0[i], r) : fr[3 * i];
+        o[3 * i + 1] = soft ? wbg::fg_colour(fr[3 * i + 1], b1[i], r) : fr[3 * i + 1];
+        o[3 * i + 2] = soft ? wbg::fg_colour(fr[3 * i + 2], b2[i], r) : fr[3 * i + 2];
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// fg_colours on 8 pixels per step: the 24 interleaved bytes split into channels with byte shuffles, the solve in
+// float lanes with the scalar formula's operations (sub, div, sub, mul, add, max/min clamp, add, truncate: the same
+// bits), the frame's bytes kept where alpha is not soft, and the channels interleaved back.
+__attribute__((target("avx2"))) void fg_colours_avx2(const uint8_t* fr, const float* a, const float* b0,
+                                                     const float* b1, const float* b2, uint8_t* o, int32_t n) {
+    // channel c of 8 pixels: bytes c, c+3, .. of the first 16 (lo) and of the next 8 (hi)
+    const __m128i lo[3] = {_mm_setr_epi8(0, 3, 6, 9, 12, 15, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128),
+                           _mm_setr_epi8(1, 4, 7, 10, 13, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128),
+                           _mm_setr_epi8(2, 5, 8, 11, 14, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128)};
+    const __m128i hi[3] = {_mm_setr_epi8(-128, -128, -128, -128, -128, -128, 2, 5, -128, -128, -128, -128, -128, -128, -128, -128),
+                           _mm_setr_epi8(-128, -128, -128, -128, -128, 0, 3, 6, -128, -128, -128, -128, -128, -128, -128, -128),
+                           _mm_setr_epi8(-128, -128, -128, -128, -128, 1, 4, 7, -128, -128, -128, -128, -128, -128, -128, -128)};
+    // back: from (c0 | c1 << 64) and c2, output bytes 0..15 and 16..23
+    const __m128i o01a = _mm_setr_epi8(0, 8, -128, 1, 9, -128, 2, 10, -128, 3, 11, -128, 4, 12, -128, 5);
+    const __m128i o2a = _mm_setr_epi8(-128, -128, 0, -128, -128, 1, -128, -128, 2, -128, -128, 3, -128, -128, 4, -128);
+    const __m128i o01b = _mm_setr_epi8(13, -128, 6, 14, -128, 7, 15, -128, -128, -128, -128, -128, -128, -128, -128, -128);
+    const __m128i o2b = _mm_setr_epi8(-128, 5, -128, -128, 6, -128, -128, 7, -128, -128, -128, -128, -128, -128, -128, -128);
+    const __m256 one = _mm256_set1_ps(1.f), floor_ = _mm256_set1_ps(wbg::kFgFloor), half = _mm256_set1_ps(0.5f);
+    const __m256 s255 = _mm256_set1_ps(255.f), zero = _mm256_setzero_ps();
+    const float* b[3] = {b0, b1, b2};
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 av = _mm256_loadu_ps(a + i);
+        const __m256 q = _mm256_add_ps(_mm256_mul_ps(av, s255), half);
+        const __m256i soft = _mm256_castps_si256(
+            _mm256_and_ps(_mm256_cmp_ps(q, one, _CMP_GE_OQ), _mm256_cmp_ps(q, s255, _CMP_LT_OQ)));
+        const __m128i blo = _mm_loadu_si128((const __m128i*)(fr + 3 * i));
+        const __m128i bhi = _mm_loadl_epi64((const __m128i*)(fr + 3 * i + 16));
+        if (_mm256_testz_si256(soft, soft)) {  // no soft pixel among the 8 (most, even in the band's blocks)
+            _mm_storeu_si128((__m128i*)(o + 3 * i), blo);
+            _mm_storel_epi64((__m128i*)(o + 3 * i + 16), bhi);
+            continue;
+        }
+        // max(a, floor) as the scalar a > floor ? a : floor (maxps returns its second operand on NaN)
+        const __m256 r = _mm256_div_ps(_mm256_sub_ps(one, av), _mm256_max_ps(av, floor_));
+        __m128i ch[3];
+        for (int32_t c = 0; c < 3; ++c) {
+            const __m128i bytes = _mm_or_si128(_mm_shuffle_epi8(blo, lo[c]), _mm_shuffle_epi8(bhi, hi[c]));
+            const __m256i iv = _mm256_cvtepu8_epi32(bytes);
+            const __m256 v = _mm256_cvtepi32_ps(iv);
+            __m256 f = _mm256_add_ps(v, _mm256_mul_ps(_mm256_sub_ps(v, _mm256_loadu_ps(b[c] + i)), r));
+            // clamp as the scalar c < 0 ? 0 : (c > 255 ? 255 : c) (f is never NaN: r and the grid are finite)
+            f = _mm256_min_ps(_mm256_max_ps(f, zero), s255);
+            const __m256i fi = _mm256_blendv_epi8(iv, _mm256_cvttps_epi32(_mm256_add_ps(f, half)), soft);
+            const __m128i p16 = _mm_packus_epi32(_mm256_castsi256_si128(fi), _mm256_extracti128_si256(fi, 1));
+            ch[c] = _mm_packus_epi16(p16, p16);  // 8 bytes, twice
+        }
+        const __m128i c01 = _mm_unpacklo_epi64(ch[0], ch[1]);
+        _mm_storeu_si128((__m128i*)(o + 3 * i), _mm_or_si128(_mm_shuffle_epi8(c01, o01a), _mm_shuffle_epi8(ch[2], o2a)));
+        _mm_storel_epi64((__m128i*)(o + 3 * i + 16),
+                         _mm_or_si128(_mm_shuffle_epi8(c01, o01b), _mm_shuffle_epi8(ch[2], o2b)));
+    }
+    if (i < n) fg_colours_generic(fr + 3 * i, a + i, b0 + i, b1 + i, b2 + i, o + 3 * i, n - i);
+}
+#endif
+
+inline void fg_colours(const uint8_t* fr, const float* a, const float* b0, const float* b1, const float* b2,
+                       uint8_t* o, int32_t n) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (cpu_has_avx2()) {
+        fg_colours_avx2(fr, a, b0, b1, b2, o, n);
+        return;
+    }
+#endif
+    fg_colours_generic(fr, a, b0, b1, b2, o, n);
+}
+
+// out[i] = fg_up(out[i], w[i], up[i]): a level's M becomes its B
+WBG_ROW void fg_up_generic(float* out, const float* w, const float* up, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) out[i] = wbg::fg_up(out[i], w[i], up[i]);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// fg_up on 8 cells per step: the same mul, div, sub, mul, add, with the branches as blends (the compiler keeps the
+// scalar division)
+__attribute__((target("avx2"))) void fg_up_avx2(float* out, const float* w, const float* up, int32_t n) {
+    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.f), gain = _mm256_set1_ps(wbg::kFgGain);
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 wv = _mm256_loadu_ps(w + i), u = _mm256_loadu_ps(up + i);
+        const __m256 some = _mm256_cmp_ps(wv, zero, _CMP_GT_OQ);
+        __m256 c = _mm256_mul_ps(wv, gain);
+        c = _mm256_blendv_ps(one, c, _mm256_cmp_ps(c, one, _CMP_LT_OQ));  // c < 1 ? c : 1
+        const __m256 mean = _mm256_div_ps(_mm256_loadu_ps(out + i), _mm256_blendv_ps(one, wv, some));
+        const __m256 v = _mm256_add_ps(u, _mm256_mul_ps(c, _mm256_sub_ps(mean, u)));
+        _mm256_storeu_ps(out + i, _mm256_blendv_ps(u, v, some));
+    }
+    fg_up_generic(out + i, w + i, up + i, n - i);
+}
+#endif
+
+inline void fg_up(float* out, const float* w, const float* up, int32_t n) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (cpu_has_avx2()) {
+        fg_up_avx2(out, w, up, n);
+        return;
+    }
+#endif
+    fg_up_generic(out, w, up, n);
 }
 
 WBG_ROW void add_clamp(const float* p, const float* d, float* out, int32_t n) {
@@ -664,6 +849,74 @@ class BlockRows {
     std::vector<int32_t> have_[2];
 };
 
+// A float buffer taken from a process-wide free list and given back when dropped: the foreground pyramid is a
+// megabyte at 720p, and a fresh one each frame would cost page faults and zeroing (its contents are all written
+// before they are read).
+class PooledFloats {
+  public:
+    PooledFloats() = default;
+    PooledFloats(const PooledFloats&) = delete;
+    PooledFloats& operator=(const PooledFloats&) = delete;
+    ~PooledFloats() { release(); }
+
+    void reset(size_t n) {
+        release();
+        {
+            std::lock_guard<std::mutex> lock(mutex());
+            std::vector<std::unique_ptr<float[]>>& free = list();
+            for (size_t i = 0; i < free.size(); ++i) {
+                if (sizes()[i] >= n) {
+                    buf_ = std::move(free[i]);
+                    cap_ = sizes()[i];
+                    free.erase(free.begin() + (ptrdiff_t)i);
+                    sizes().erase(sizes().begin() + (ptrdiff_t)i);
+                    return;
+                }
+            }
+        }
+        buf_.reset(new float[n]);
+        cap_ = n;
+    }
+
+    float* data() { return buf_.get(); }
+    const float* data() const { return buf_.get(); }
+
+  private:
+    void release() {
+        if (!buf_) return;
+        std::lock_guard<std::mutex> lock(mutex());
+        if (list().size() < 8) {  // a few frame sizes / concurrent finishes; the rest is freed
+            list().push_back(std::move(buf_));
+            sizes().push_back(cap_);
+        }
+        buf_.reset();
+    }
+    // Leaked, like Pool (threads may use them after static destructors), and made anew in a forked child, whose
+    // copy of the mutex may have been held by a thread the child does not have.
+    struct Free {
+        std::mutex m;
+        std::vector<std::unique_ptr<float[]>> bufs;
+        std::vector<size_t> sizes;
+        pid_t pid = getpid();
+    };
+    static Free& free_list() {
+        static std::atomic<Free*> f{new Free()};
+        Free* p = f.load();
+        if (p->pid != getpid()) {
+            Free* fresh = new Free();
+            if (!f.compare_exchange_strong(p, fresh)) delete fresh;
+            p = f.load();
+        }
+        return *p;
+    }
+    static std::mutex& mutex() { return free_list().m; }
+    static std::vector<std::unique_ptr<float[]>>& list() { return free_list().bufs; }
+    static std::vector<size_t>& sizes() { return free_list().sizes; }
+
+    std::unique_ptr<float[]> buf_;
+    size_t cap_ = 0;
+};
+
 // The output frame in blocks of kBlock columns. A block whose pixels all take the coarse alpha (some refine tap row
 // has no refined cell there: the patch rule) from coarse taps that are all exactly 0 or all exactly 1 has that
 // constant alpha, bit for bit (a lerp of equal values is that value), and its composite is the background (alpha 0)
@@ -687,6 +940,12 @@ struct Plan {
     std::vector<uint8_t> cover;           // refine_h x n_blocks: 0 = no covered cell in the block's taps, 1 = some, 2 = all
     std::vector<uint8_t> coarse_const;    // alpha_h x n_blocks: 0 / 1 = all taps exactly that, 2 = other; empty: none
     std::vector<uint8_t> colour_row;      // a colour background as one BGR row of that colour
+    // foreground colours (wbg::fg_active): the push-pull pyramid (wbg::FgLevels layout; level 0's B planes are
+    // the local background, gh x gw) and its taps onto the frame
+    bool fg = false;
+    wbg::FgLevels fgl;
+    PooledFloats fgbuf;
+    Taps fgy, fgx, fgax;  // (fgax: the coarse alpha's columns sampled at the grid's)
 };
 
 // The serial part of a plan (taps, patch lists); rows are filled by plan_refine_row / plan_coarse_row.
@@ -712,6 +971,148 @@ void plan_init(const wbg_finish_args& f, Plan& P) {
     }
     P.colour_row.resize(f.mode == WBG_MODE_COMPOSITE && f.background_is_colour ? (size_t)w * 3 : 0);
     for (size_t i = 0; i < P.colour_row.size(); i += 3) std::memcpy(&P.colour_row[i], f.background, 3);
+    P.fg = wbg::fg_active(f);
+    if (P.fg) {
+        const int32_t gh = wbg::fg_cells(f.height, f.fg_cell), gw = wbg::fg_cells(w, f.fg_cell);
+        P.fgl = wbg::fg_levels(gh, gw);
+        P.fgbuf.reset((size_t)P.fgl.at[P.fgl.n]);
+        P.fgy = taps(gh, f.height);
+        P.fgx = taps(gw, w);
+        P.fgax = taps(f.alpha_w, gw);
+    }
+}
+
+// Foreground grid, level 0, cell rows [begin, end): each cell's weight from the coarse alpha, then, for the runs of
+// cells with a weight, the byte sums (column sums over the cell's rows, then across its columns: integers, so exactly
+// wbg::fg_cell's). A cell of weight 0 (inside the subject) has M = S * 0 = 0 whatever S is, so its bytes are not read.
+void fg_level0_rows(const wbg_finish_args& f, Plan& P, int64_t begin, int64_t end) {
+    const wbg::FgLevels& L = P.fgl;
+    const int32_t gh = L.h[0], gw = L.w[0], w3 = f.width * 3;
+    const int64_t plane = (int64_t)gh * gw;
+    float* buf = P.fgbuf.data();
+    std::vector<uint16_t> col((size_t)w3);  // (cells are at most 64 rows: 64 * 255 fits)
+    std::vector<int32_t> x0s((size_t)gw + 1);
+    for (int32_t j = 0; j <= gw; ++j) x0s[(size_t)j] = wbg::fg_bound(j, f.width, gw);
+    const int32_t k = f.width / gw;
+    // every cell k pixels wide: the cells' sums in k vector passes over the columns' sums, in 16 bits where
+    // rows * k * 255 fits (checked per cell row below), else one cell at a time
+    const bool uniform = k * gw == f.width;
+    std::vector<uint16_t> sum(uniform ? (size_t)w3 : 0);
+    const Taps& ax = P.fgax;
+    for (int64_t i = begin; i < end; ++i) {
+        const int32_t y0 = wbg::fg_bound((int32_t)i, f.height, gh), y1 = wbg::fg_bound((int32_t)i + 1, f.height, gh);
+        const wbg::Tap ty = wbg::tap((int32_t)i, f.alpha_h, wbg::axis_scale(f.alpha_h, gh));
+        float* W = buf + i * gw;
+        rows::hlerp(f.alpha + (int64_t)ty.i0 * f.alpha_w, ax.i0.data(), ax.i1.data(), ax.w.data(), 1.f, W, gw);
+        rows::hlerp(f.alpha + (int64_t)ty.i1 * f.alpha_w, ax.i0.data(), ax.i1.data(), ax.w.data(), 1.f,
+                    W + plane, gw);  // (M's first plane as scratch: overwritten below)
+        rows::fg_weights(W, W + plane, ty.w, W, gw);
+        for (int32_t j = 0, e; j < gw; j = e) {
+            for (e = j + 1; e < gw && (W[e] != 0.f) == (W[j] != 0.f);) ++e;
+            if (W[j] == 0.f) {
+                for (int32_t k = 1; k < 4; ++k) std::fill(W + k * plane + j, W + k * plane + e, 0.f);
+                continue;
+            }
+            const int32_t xa = 3 * x0s[(size_t)j], xb = 3 * x0s[(size_t)e];
+            std::fill(col.begin() + xa, col.begin() + xb, 0);
+            for (int32_t y = y0; y < y1; ++y) rows::add_u8(f.frame + (int64_t)y * w3 + xa, col.data() + xa, xb - xa);
+            const bool fast = uniform && (y1 - y0) * k * 255 < 65536;
+            if (fast) {  // sum[m] = col[m] + col[m + 3] + ... (k terms): at m = 3 x0 + c, cell x0's channel c
+                std::fill(sum.begin() + xa, sum.begin() + xb, 0);
+                for (int32_t t = 0; t < k; ++t)
+                    rows::add_u16(col.data() + xa + 3 * t, sum.data() + xa, xb - xa - 3 * t);
+            }
+            for (int32_t c = j; c < e; ++c) {
+                const int32_t x0 = x0s[(size_t)c], x1 = x0s[(size_t)c + 1];
+                int32_t s0 = 0, s1 = 0, s2 = 0;
+                if (fast) {
+                    s0 = sum[(size_t)x0 * 3];
+                    s1 = sum[(size_t)x0 * 3 + 1];
+                    s2 = sum[(size_t)x0 * 3 + 2];
+                } else {
+                    for (const uint16_t* p = col.data() + 3 * x0; p < col.data() + 3 * x1; p += 3) {
+                        s0 += p[0];
+                        s1 += p[1];
+                        s2 += p[2];
+                    }
+                }
+                const float wn = wbg::fdiv(W[c], (float)((y1 - y0) * (x1 - x0)));
+                W[c + plane] = wbg::fmul((float)s0, wn);
+                W[c + 2 * plane] = wbg::fmul((float)s1, wn);
+                W[c + 3 * plane] = wbg::fmul((float)s2, wn);
+            }
+        }
+    }
+}
+
+// Level l + 1 from level l, rows [begin, end) of level l + 1 (wbg::fg_down_cell's sums, a row at a time).
+void fg_down_rows(Plan& P, int32_t l, int64_t begin, int64_t end) {
+    const wbg::FgLevels& L = P.fgl;
+    const int32_t h = L.h[l], w = L.w[l], wd = L.w[l + 1], pairs = w / 2;
+    for (int32_t k = 0; k < 4; ++k) {
+        const float* src = wbg::fg_plane(P.fgbuf.data(), L, l, k);
+        float* dst = wbg::fg_plane(P.fgbuf.data(), L, l + 1, k);
+        for (int64_t i = begin; i < end; ++i) {
+            const float* r0 = src + 2 * i * w;
+            float* o = dst + i * wd;
+            if (2 * i + 1 < h)
+                rows::down_pairs(r0, r0 + w, o, pairs);
+            else
+                rows::down_pairs1(r0, o, pairs);
+            for (int32_t j = pairs; j < wd; ++j) o[j] = wbg::fg_down(src, h, w, (int32_t)i, j);  // odd last column
+        }
+    }
+}
+
+// Level l's B from its M and the level above, rows [begin, end): the level above's rows widened (wide: its hu rows,
+// made by fg_widen), two of them blended vertically: the operations of bilerp_hv, in its order.
+void fg_up_rows(Plan& P, int32_t l, const float* wide, int64_t begin, int64_t end) {
+    const wbg::FgLevels& L = P.fgl;
+    const int32_t h = L.h[l], w = L.w[l], hu = L.h[l + 1];
+    const float ys = wbg::axis_scale(hu, h);
+    std::vector<float> up((size_t)w);
+    const float* W = wbg::fg_plane(P.fgbuf.data(), L, l, 0);
+    for (int64_t i = begin; i < end; ++i) {
+        const wbg::Tap ty = wbg::tap((int32_t)i, hu, ys);
+        for (int32_t k = 0; k < 3; ++k) {
+            const float* wk = wide + (int64_t)k * hu * w;
+            rows::vlerp_f32(wk + (int64_t)ty.i0 * w, wk + (int64_t)ty.i1 * w, ty.w, up.data(), w);
+            rows::fg_up(wbg::fg_plane(P.fgbuf.data(), L, l, 1 + k) + i * w, W + i * w, up.data(), w);
+        }
+    }
+}
+
+// The rest of the pyramid: down to 1 x 1 and back up (refine.cuh); rows in parallel where a level is large.
+int fg_pyramid(Plan& P, int n_threads) {
+    const wbg::FgLevels& L = P.fgl;
+    float* buf = P.fgbuf.data();
+    int status = WBG_OK;
+    for (int32_t l = 0; l + 1 < L.n && status == WBG_OK; ++l)
+        status = parallel_rows(L.h[l + 1], (int64_t)L.w[l + 1] * 16, n_threads,
+                               [&](int64_t begin, int64_t end) { fg_down_rows(P, l, begin, end); });
+    const int32_t top = L.n - 1;
+    for (int32_t k = 1; k < 4; ++k)
+        wbg::fg_plane(buf, L, top, k)[0] = wbg::fg_top(wbg::fg_plane(buf, L, top, k)[0], wbg::fg_plane(buf, L, top, 0)[0]);
+    std::vector<float> wide;
+    for (int32_t l = top - 1; l >= 0 && status == WBG_OK; --l) {
+        const int32_t w = L.w[l], hu = L.h[l + 1], wu = L.w[l + 1];
+        const Taps tx = taps(wu, w);
+        wide.resize((size_t)3 * hu * w);
+        for (int32_t k = 0; k < 3; ++k)
+            for (int32_t r = 0; r < hu; ++r)
+                rows::hlerp_widen(wbg::fg_plane(buf, L, l + 1, 1 + k) + (int64_t)r * wu, wu, tx.i0.data(),
+                                  tx.i1.data(), tx.w.data(), wide.data() + ((int64_t)k * hu + r) * w, w);
+        status = parallel_rows(L.h[l], (int64_t)w * 16, n_threads,
+                               [&](int64_t begin, int64_t end) { fg_up_rows(P, l, wide.data(), begin, end); });
+    }
+    return status;
+}
+
+int fg_build(const wbg_finish_args& f, Plan& P, int n_threads) {
+    if (!P.fg) return WBG_OK;
+    const int status = parallel_rows(P.fgl.h[0], (int64_t)f.fg_cell * f.width * 3, n_threads,
+                                     [&](int64_t begin, int64_t end) { fg_level0_rows(f, P, begin, end); });
+    return status != WBG_OK ? status : fg_pyramid(P, n_threads);
 }
 
 // Patch coverage of refine row y per block (mark: refine_w bytes of scratch). `after_previous`: row y - 1 is done
@@ -744,9 +1145,12 @@ void plan_coarse_row(const wbg_finish_args& f, Plan& P, int64_t y) {
     }
 }
 
-// The plan's rows: refine rows [0, refine_h) then coarse rows, as one index space for parallel_rows.
+// The plan's rows: the foreground grid, then refine rows [0, refine_h) and coarse rows, as one index space for
+// parallel_rows.
 int plan_rows(const wbg_finish_args& f, Plan& P, int n_threads) {
     const int64_t hr = f.refine_h, n = hr + (P.coarse_const.empty() ? 0 : f.alpha_h);
+    const int status = fg_build(f, P, n_threads);
+    if (status != WBG_OK) return status;
     return parallel_rows(n, (int64_t)f.refine_w / 4, n_threads, [&](int64_t begin, int64_t end) {
         std::vector<uint8_t> mark((size_t)f.refine_w);
         for (int64_t i = begin; i < end; ++i) {
@@ -802,16 +1206,33 @@ int refined_cells(const wbg_finish_args& f, const Plan& P, int n_threads, float*
 // Per-thread buffers of finish_rows: the alpha row, its coarse twin, the blocks' kinds, the Q15 alpha spread, the
 // output row and the widened-row caches of the refined grid and of the coarse alpha.
 struct RowScratch {
-    std::vector<float> arow, crow;
+    std::vector<float> arow, crow, brow[3];
     std::vector<int16_t> a3;
-    std::vector<uint8_t> obuf, kind;
-    std::unique_ptr<BlockRows> refined, coarse;
+    std::vector<uint8_t> obuf, kind, colour;
+    std::unique_ptr<BlockRows> refined, coarse, fgb[3];
 
     RowScratch(const wbg_finish_args& f, const Plan& P, const float* cells)
         : arow((size_t)f.width), crow(P.full ? 0 : (size_t)f.width), a3((size_t)kBlock * 4),
-          obuf((size_t)f.width * 4), kind((size_t)P.n_blocks) {
+          obuf((size_t)f.width * 4), kind((size_t)P.n_blocks), colour(P.fg ? (size_t)f.width * 3 : 0) {
         if (cells) refined.reset(new BlockRows(cells, f.refine_w, P.ty, P.tx, f.width, P.n_blocks));
         if (!P.full) coarse.reset(new BlockRows(f.alpha, f.alpha_w, P.cy, P.cx, f.width, P.n_blocks));
+        for (int32_t k = 0; P.fg && k < 3; ++k) {  // the local background, level 0's B planes
+            brow[k].resize((size_t)f.width);
+            const float* b = P.fgbuf.data() + P.fgl.at[0] + (int64_t)(1 + k) * P.fgl.h[0] * P.fgl.w[0];
+            fgb[k].reset(new BlockRows(b, P.fgl.w[0], P.fgy, P.fgx, f.width, P.n_blocks));
+        }
+    }
+
+    // The colours of output row y's block b for the outputs: the frame's row, or (foreground colours, a block of a
+    // soft kind with a soft pixel) `colour` with the block made. Index both with x * 3.
+    const uint8_t* colours(const Plan& P, int32_t y, const uint8_t* fr, const float* a, int32_t b, int32_t w) {
+        const int32_t x0 = b * kBlock, n = std::min(w - x0, kBlock);
+        // alpha exactly 0 or 1, or all 0 / 255 once quantised (most blocks of the coarse alpha's tails): the frame's
+        if (!P.fg || kind[(size_t)b] <= kOne || !rows::any_soft(a + x0, n)) return fr;
+        for (int32_t k = 0; k < 3; ++k) fgb[k]->row(y, b, x0, n, brow[k].data());
+        rows::fg_colours(fr + 3 * x0, a + x0, brow[0].data() + x0, brow[1].data() + x0, brow[2].data() + x0,
+                         colour.data() + 3 * x0, n);
+        return colour.data();
     }
 };
 
@@ -882,7 +1303,14 @@ void finish_rows(const wbg_finish_args& f, const Plan& P, int part, int64_t begi
                     stream_copy(f.out + pix + x0, ob + x0, (size_t)n);
                     break;
                 case WBG_MODE_RGBA:
-                    rows::rgba(fr + 3 * x0, a + x0, ob + 4 * x0, n);
+                    if (!P.fg) {
+                        rows::rgba(fr + 3 * x0, a + x0, ob + 4 * x0, n);
+                    } else {
+                        for (int32_t c = b; c < e; ++c) {
+                            const int32_t cx0 = c * kBlock, cn = std::min(w - cx0, kBlock);
+                            rows::rgba(s.colours(P, (int32_t)y, fr, a, c, w) + 3 * cx0, a + cx0, ob + 4 * cx0, cn);
+                        }
+                    }
                     stream_copy(f.out + (pix + x0) * 4, ob + 4 * x0, (size_t)n * 4);
                     break;
                 case WBG_MODE_COMPOSITE: {
@@ -896,8 +1324,9 @@ void finish_rows(const wbg_finish_args& f, const Plan& P, int part, int64_t begi
                         }
                         for (int32_t x = cx0; x < cx0 + cn; x += kBlock) {  // alpha spread over the three channels:
                             const int32_t m = std::min(kBlock, cx0 + cn - x);  // one unit-stride byte blend
+                            const uint8_t* src = s.colours(P, (int32_t)y, fr, a, x / kBlock, w);
                             rows::spread3_q15(a + x, s.a3.data() + 3 * kBlock, s.a3.data(), m);
-                            rows::composite_bytes(fr + 3 * x, bg + 3 * x, s.a3.data(), ob + 3 * x, 3 * m);
+                            rows::composite_bytes(src + 3 * x, bg + 3 * x, s.a3.data(), ob + 3 * x, 3 * m);
                         }
                         stream_copy(f.out + (pix + cx0) * 3, ob + 3 * cx0, 3 * (size_t)cn);
                     }
@@ -951,6 +1380,7 @@ struct Job {
 
 void build_plan(Job& j, Plan& P) {  // serially: the background thread has one core at most
     plan_init(j.f, P);
+    if (fg_build(j.f, P, 1) != WBG_OK) throw std::bad_alloc();
     std::vector<uint8_t> mark((size_t)j.f.refine_w);
     for (int64_t y = 0; y < j.f.refine_h; ++y) plan_refine_row(j.f, P, y, mark.data(), y > 0);
     for (int64_t y = 0; y < (P.coarse_const.empty() ? 0 : j.f.alpha_h); ++y) plan_coarse_row(j.f, P, y);
@@ -1030,6 +1460,12 @@ class Background {
     bool started_ = false;
 };
 
+bool out_overlaps_frame(const wbg_finish_args& f) {
+    const uintptr_t o = (uintptr_t)f.out, fr = (uintptr_t)f.frame, px = (uintptr_t)f.height * (uintptr_t)f.width;
+    const uintptr_t o_end = o + px * (f.mode == WBG_MODE_RGBA ? 4 : 3), fr_end = fr + px * 3;
+    return o < fr_end && fr < o_end;
+}
+
 // Waits until the background is done with j (or never starts it).
 void settle(Job& j) {
     int queued = 0;
@@ -1078,6 +1514,10 @@ int wbg_refine_abi_version(void) { return WBG_REFINE_ABI_VERSION; }
 
 const char* wbg_refine_status_string(int status) { return wbg::status_string(status); }
 
+size_t wbg_refine_foreground_workspace_bytes(int32_t height, int32_t width, int32_t fg_cell) {
+    return wbg::fg_workspace_bytes(height, width, fg_cell);
+}
+
 int wbg_refine_pack_cpu(const wbg_pack_args* args, int n_threads) {
     int s = wbg::check_pack(args);
     if (s == WBG_OK && args->n_patches)
@@ -1118,7 +1558,10 @@ wbg_finish_job* wbg_refine_finish_begin_cpu(const wbg_finish_args* args, int* st
         j->f.packed = j->f.delta = nullptr;
         j->chunk = 4;
         j->n_chunks = (args->height + j->chunk - 1) / j->chunk;
-        if (args->n_patches == 0 || !Background::get().submit(j))  // full grid: every block reads refined cells
+        // full grid: every block reads refined cells. Foreground colours with an output over the frame: end may
+        // build its own grid (reading the frame) while the background writes rows, so all is left to end.
+        if (args->n_patches == 0 || (wbg::fg_active(*args) && out_overlaps_frame(*args)) ||
+            !Background::get().submit(j))
             j->state = 2;
         return reinterpret_cast<wbg_finish_job*>(new std::shared_ptr<Job>(std::move(j)));
     } catch (...) {

@@ -7,7 +7,8 @@
  *   nothing useful was written. The Python binding checks everything first, the C side re-checks what would
  *   otherwise be undefined behaviour (null pointers, sizes, patch origins).
  * - The _cuda functions are asynchronous on `stream` (a cudaStream_t; NULL = legacy default stream); with patches
- *   the CUDA finish needs `workspace` of at least wbg_refine_finish_workspace_bytes(refine_h, refine_w) bytes.
+ *   the CUDA finish needs `workspace` of at least wbg_refine_finish_workspace_bytes(refine_h, refine_w) bytes, with
+ *   foreground colours wbg_refine_foreground_workspace_bytes(height, width, fg_cell) more.
  * Bump WBG_REFINE_ABI_VERSION whenever a struct or signature changes (the binding refuses a mismatch).
  */
 #ifndef WBG_REFINE_H
@@ -26,7 +27,7 @@ extern "C" {
 #define WBG_API __attribute__((visibility("default")))
 #endif
 
-#define WBG_REFINE_ABI_VERSION 3
+#define WBG_REFINE_ABI_VERSION 4
 
 enum wbg_status {
     WBG_OK = 0,
@@ -44,8 +45,9 @@ enum wbg_dtype { WBG_F32 = 0, WBG_F16 = 1 };
 enum wbg_mode {
     WBG_MODE_NONE = 0,      /* out unused */
     WBG_MODE_ALPHA = 1,     /* u8 H x W */
-    WBG_MODE_RGBA = 2,      /* u8 H x W x 4, B,G,R,A, straight (not premultiplied) alpha */
-    WBG_MODE_COMPOSITE = 3  /* u8 H x W x 3 BGR = a * frame + (1 - a) * background */
+    WBG_MODE_RGBA = 2,      /* u8 H x W x 4, B,G,R,A, straight (not premultiplied) alpha; colour as below */
+    WBG_MODE_COMPOSITE = 3  /* u8 H x W x 3 BGR = a * colour + (1 - a) * background; colour: the frame's, or with
+                               fg_cell > 0 the estimated foreground's at soft pixels (refine.cuh) */
 };
 
 /* refine_pack: frame, depth and coarse alpha resampled onto the refine grid (refine_h x refine_w).
@@ -75,7 +77,10 @@ typedef struct wbg_finish_args {
     float* out_alpha;                                  /* height x width, may be NULL */
     int32_t mode; uint8_t* out;                        /* enum wbg_mode */
     const uint8_t* background; int32_t background_is_colour; /* BGR height x width x 3, or one BGR colour (3) */
-    void* workspace; size_t workspace_bytes;           /* CUDA with patches only */
+    int32_t fg_cell;                                   /* 0: the frame's colours; 1..64: foreground colours in
+                                                          rgba / composite, background grid of fg_cell-pixel cells
+                                                          (needs alpha) */
+    void* workspace; size_t workspace_bytes;           /* CUDA with patches or foreground colours only */
 } wbg_finish_args;
 
 WBG_API int wbg_refine_abi_version(void);
@@ -101,6 +106,8 @@ WBG_API int wbg_refine_finish_end_cpu(wbg_finish_job* job, const void* packed, i
                                       const void* delta, int32_t delta_dtype, int n_threads);
 
 WBG_API size_t wbg_refine_finish_workspace_bytes(int32_t refine_h, int32_t refine_w);
+/* Workspace the CUDA finish needs for foreground colours (placed after the patches' part when both are used). */
+WBG_API size_t wbg_refine_foreground_workspace_bytes(int32_t height, int32_t width, int32_t fg_cell);
 WBG_API int wbg_refine_cuda_device_count(void);
 WBG_API int wbg_refine_pack_cuda(const wbg_pack_args* args, void* stream);
 WBG_API int wbg_refine_finish_cuda(const wbg_finish_args* args, void* stream);

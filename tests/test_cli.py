@@ -64,7 +64,13 @@ def test_run_rgba_png_output_round_trips(tmp_path):
     cap = cv2.VideoCapture(str(src))
     for _ in range(3):
         frame = cap.read()[1]
-    # Straight (unpremultiplied) alpha: colour planes are the input frame itself.
+    # Straight (unpremultiplied) alpha: colour planes are the input frame itself where alpha is solid, and the
+    # estimated foreground colours at soft pixels (--no-foreground: the frame itself everywhere).
+    solid = (img[..., 3] == 0) | (img[..., 3] == 255)
+    assert np.abs(img[..., :3].astype(int) - frame)[solid].max() <= 1
+    assert main(["run", "-i", str(src), "-o", f"{tmp_path}/plain/", "--background", "transparent", "--no-foreground",
+                 *FAST]) == 0
+    img = cv2.imread(str(sorted((tmp_path / "plain").glob("*.png"))[2]), cv2.IMREAD_UNCHANGED)
     assert np.abs(img[..., :3].astype(int) - frame).max() <= 1
 
 

@@ -72,3 +72,41 @@ def test_compose_modes():
     assert tuple(comp[0, 1]) == (100, 100, 150)
     with pytest.raises(ValueError, match="mode"):
         compose(frame, alpha, "x", None, np.empty((2, 3), np.uint8))
+
+
+def halo_scene():
+    """A bright subject (a disc) on a dark, gently varying background, and its coarse alpha at 1/3 size."""
+    h, w = 240, 320
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    bg = np.stack([20 + xx / w * 30, 30 + yy / h * 20, np.full_like(xx, 40)], -1)
+    inside = np.hypot(yy - 130, xx - 160) < 60
+    frame = np.where(inside[..., None], np.float32([240, 250, 230]), bg).astype(np.uint8)
+    alpha = cv2.resize(inside.astype(np.float32), (w // 3, h // 3), interpolation=cv2.INTER_AREA)
+    ring = ~inside & (np.hypot(yy - 130, xx - 160) < 90)
+    return frame, bg, alpha, ring
+
+
+def test_blur_of_the_background_only_has_no_halo():
+    """With the coarse alpha, the blurred background near the subject is the background's colour (today's blur of
+    the whole frame glows with the subject's); without it, the blur is exactly today's."""
+    frame, bg, alpha, ring = halo_scene()
+    today = Background("blur").fill(frame).copy()
+    ours = Background("blur").fill(frame, alpha)
+    truth = Background("blur").fill(bg.astype(np.uint8))
+    err_today = np.abs(today.astype(float) - truth)[ring].mean()
+    err_ours = np.abs(ours.astype(float) - truth)[ring].mean()
+    assert err_today > 30 and err_ours < err_today * 0.1, (err_today, err_ours)
+    # the hole behind the subject is filled with the surroundings' colours, not black and not the subject's
+    centre = ours[110:150, 140:180].astype(float)
+    assert np.abs(centre - bg[110:150, 140:180]).max() < 15
+    np.testing.assert_array_equal(Background("blur").fill(frame, None), today)
+
+
+def test_background_only_without_any_background_is_grey_not_a_crash():
+    frame = np.full((40, 60, 3), 200, np.uint8)
+    small = cv2.resize(frame, (7, 5), interpolation=cv2.INTER_AREA)
+    out = np.empty_like(small)
+    from wbg_edge.compose import background_only
+
+    background_only(small, np.ones((10, 15), np.float32), 2.0, out)
+    assert (out == 128).all()

@@ -195,7 +195,9 @@ def test_embedding_api_plain_loop():
     frames = [disc_frame(cx=100 + 10 * i) for i in range(6)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pipeline = Pipeline(PipelineConfig(model_res=128, refine_res=256, mode="rgba", background="transparent"))
+        # (foreground off: the RGBA colours are then the frame's own; tests/test_foreground.py checks the default)
+        pipeline = Pipeline(PipelineConfig(model_res=128, refine_res=256, mode="rgba", background="transparent",
+                                           foreground=False))
     pipeline.warmup(240, 320)
     kept = []
     for frame in frames:

@@ -3,7 +3,9 @@
 A background spec is a string, so the CLI flag maps onto it 1:1:
     "transparent"            no background (RGBA output)
     "green", "#00B140", ...  a solid colour (named or #RRGGBB)
-    "blur" / "blur:<k>"      the frame itself, blurred (cheap: downscale by k, blur, upscale)
+    "blur" / "blur:<k>"      the frame's background, blurred (cheap: downscale by k, blur, upscale); given the
+                             coarse alpha, only what it calls background is blurred and the hole behind the subject
+                             is filled from its surroundings, so the subject does not glow into it
     <path>                   an image file, resized to the frame
 The fused finish (`native.refine_finish`) composites over what `Background.fill` returns: a (3,)
 BGR colour (no per-frame work at all) or an (H, W, 3) u8 buffer owned by the Background and
@@ -19,6 +21,7 @@ import cv2
 import numpy as np
 
 from .images import read_image, to_bgr
+from .native_reference import FG_GAIN, FG_RAMP
 
 # BGR, so they go straight into the u8 BGR data path.
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -82,8 +85,9 @@ class Background:
     def transparent(self) -> bool:
         return self.spec.kind == "transparent"
 
-    def fill(self, frame: np.ndarray) -> np.ndarray | None:
-        """(3,) u8 colour, or an (H, W, 3) u8 BGR buffer matching `frame`; None when transparent."""
+    def fill(self, frame: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray | None:
+        """(3,) u8 colour, or an (H, W, 3) u8 BGR buffer matching `frame`; None when transparent. `alpha` (float32,
+        any size, e.g. the coarse alpha): the blur is made of the background alone (see `background_only`)."""
         kind = self.spec.kind
         if kind == "transparent":
             return None
@@ -103,9 +107,39 @@ class Background:
         if self._small is None or self._small.shape[:2] != (sh, sw):
             self._small = np.empty((sh, sw, 3), np.uint8)
         cv2.resize(frame, (sw, sh), dst=self._small, interpolation=cv2.INTER_AREA)
-        cv2.GaussianBlur(self._small, (0, 0), 2.0, dst=self._small)
+        if alpha is None:
+            cv2.GaussianBlur(self._small, (0, 0), 2.0, dst=self._small)
+        else:
+            background_only(self._small, alpha, 2.0, out=self._small)
         cv2.resize(self._small, (w, h), dst=self._buf, interpolation=cv2.INTER_LINEAR)
         return self._buf
+
+
+def background_only(small: np.ndarray, alpha: np.ndarray, sigma: float, out: np.ndarray) -> np.ndarray:
+    """The Gaussian blur of `small` (u8 BGR) made of background pixels only, into `out` (u8, may be `small`).
+
+    Normalised convolution: blur(w * I) / blur(w), with the fused op's background weight w = clamp(1 - 4a, 0, 1)^2
+    of `alpha` resized to `small`; where the blurred weight is low (behind the subject) the colour is filled from the
+    surroundings by push-pull over a Gaussian pyramid, each level trusting its own normalised colour by
+    min(1, 4 * its weight) (the op's rule, native_reference.background_grid)."""
+    h, w = small.shape[:2]
+    a = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_AREA) if alpha.shape != (h, w) else alpha
+    t = np.clip(1.0 - FG_RAMP * np.clip(a, 0.0, 1.0), 0.0, 1.0)
+    wt = (t * t).astype(np.float32)
+    num = cv2.GaussianBlur(small.astype(np.float32) * wt[..., None], (0, 0), sigma)
+    den = cv2.GaussianBlur(wt, (0, 0), sigma)
+    nums, dens = [num], [den]
+    while min(nums[-1].shape[:2]) > 1:  # push: the pyramid of weighted colours and weights
+        nums.append(cv2.pyrDown(nums[-1]))
+        dens.append(cv2.pyrDown(dens[-1]))
+    top = dens[-1][..., None]
+    b = np.where(top > 0, nums[-1] / np.maximum(top, 1e-12), np.float32(128.0))
+    for n, d in zip(reversed(nums[:-1]), reversed(dens[:-1]), strict=True):  # pull: each level from the one above
+        up = cv2.pyrUp(b, dstsize=(n.shape[1], n.shape[0]))
+        c = np.minimum(d * FG_GAIN, 1.0)[..., None]
+        b = up + c * (n / np.maximum(d, 1e-12)[..., None] - up)
+    np.copyto(out, np.clip(b + 0.5, 0, 255).astype(np.uint8))
+    return out
 
 
 def compose(frame: np.ndarray, alpha: np.ndarray, mode: str, background: np.ndarray | None,

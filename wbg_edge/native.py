@@ -31,6 +31,7 @@ from .native_abi import (  # noqa: F401 (also read through wbg_edge.native: the 
     _check_status,
     _cpu,
     _cpu_lib,
+    _fg_cell,
     _find_library,
     _FinishArgs,
     _PackArgs,
@@ -117,20 +118,27 @@ def refine_finish(packed: np.ndarray, delta: np.ndarray, frame: np.ndarray, out_
                   patches: np.ndarray | None = None, refine_size: tuple[int, int] | None = None,
                   alpha_coarse: np.ndarray | None = None, mode: str | None = "alpha",
                   background: np.ndarray | None = None, out: np.ndarray | None = None,
-                  prev_alpha: np.ndarray | None = None, smoothing: float = 0.0) -> None:
+                  prev_alpha: np.ndarray | None = None, smoothing: float = 0.0, foreground: bool = False,
+                  fg_cell: int = ref.FG_CELL) -> None:
     """alpha = clamp(packed[:, 4] + delta[:, 0], 0, 1) on the refine grid, bilinearly upsampled to the frame size,
     optionally smoothed in time (a = smoothing * prev_alpha + (1 - smoothing) * a; prev_alpha may be out_alpha),
     written to out_alpha (float32 H x W, may be None) and, in the same pass, to `out` (may be None) for `mode`:
-    "alpha" u8 (H, W); "rgba" u8 (H, W, 4) BGRA, straight alpha; "composite" u8 (H, W, 3) = a*frame + (1-a)*bg with
-    background u8 (H, W, 3) BGR or a (3,) BGR colour (Q15 fixed point, within 1 of the float formula). `out` may be
-    `frame` itself (each row is read before it is written).
+    "alpha" u8 (H, W); "rgba" u8 (H, W, 4) BGRA, straight alpha; "composite" u8 (H, W, 3) = a*colour + (1-a)*bg
+    with background u8 (H, W, 3) BGR or a (3,) BGR colour (Q15 fixed point, within 1 of the float formula). `out`
+    may be `frame` itself (each row is read before it is written).
+
+    colour is the frame's, or with `foreground` (needs alpha_coarse) the subject's colour estimated at soft pixels
+    (0 < alpha u8 < 255) against a local background made from what alpha_coarse calls background, on a grid of
+    `fg_cell`-pixel cells (kernels/refine.cuh); "rgba" then carries that colour with straight alpha, as PNG and
+    ProRes 4444 store it.
 
     With patches (the origins given to refine_pack, int32 (N, 2)), packed is (N, 5, P, P), delta (N, 1, P, P),
     refine_size and alpha_coarse (float32 Ha x Wa) are required, and pixels that are not fully inside refined
     patches take alpha_coarse bilinearly upsampled (rule in kernels/refine.cuh).
     """
     n, p, grid = _check_refined(packed, delta, patches, refine_size)
-    f = _FinishCall(frame, out_alpha, patches, n, p, grid, alpha_coarse, mode, background, out, prev_alpha, smoothing)
+    f = _FinishCall(frame, out_alpha, patches, n, p, grid, alpha_coarse, mode, background, out, prev_alpha, smoothing,
+                    _fg_cell(foreground, fg_cell))
     lib = _cpu_lib()
     if lib is None:
         f.reference(packed, delta)
@@ -145,7 +153,8 @@ def refine_finish_begin(frame: np.ndarray, out_alpha: np.ndarray | None, patches
                         patch_size: int = 0, refine_size: tuple[int, int] | None = None,
                         alpha_coarse: np.ndarray | None = None, mode: str | None = "alpha",
                         background: np.ndarray | None = None, out: np.ndarray | None = None,
-                        prev_alpha: np.ndarray | None = None, smoothing: float = 0.0) -> FinishJob:
+                        prev_alpha: np.ndarray | None = None, smoothing: float = 0.0, foreground: bool = False,
+                        fg_cell: int = ref.FG_CELL) -> FinishJob:
     """refine_finish started before the refiner has run (same arguments, without packed / delta; `patch_size` and
     `refine_size` say what packed will be). The output blocks that read no refined cell (the patch rule: most of a
     frame) need only the frame, the coarse alpha and the patch origins: they are made now, on a background thread
@@ -161,7 +170,8 @@ def refine_finish_begin(frame: np.ndarray, out_alpha: np.ndarray | None, patches
         _array("patches", patches, [np.int32], 2)
         n = patches.shape[0]
         _check_patches(patches, n, p, grid)
-    f = _FinishCall(frame, out_alpha, patches, n, p, grid, alpha_coarse, mode, background, out, prev_alpha, smoothing)
+    f = _FinishCall(frame, out_alpha, patches, n, p, grid, alpha_coarse, mode, background, out, prev_alpha, smoothing,
+                    _fg_cell(foreground, fg_cell))
     return FinishJob(f)
 
 
@@ -243,8 +253,10 @@ class _FinishCall:
     """The checked arguments of one refine_finish, but the refiner's input and output."""
 
     def __init__(self, frame, out_alpha, patches, n: int, p: int, grid: tuple[int, int], alpha_coarse, mode,
-                 background, out, prev_alpha, smoothing):
+                 background, out, prev_alpha, smoothing, fg_cell: int = 0):
         h, w = _check_frame(frame)
+        if fg_cell and alpha_coarse is None:
+            raise ValueError("alpha_coarse is required with foreground (its background makes the local colours)")
         if patches is not None:
             if alpha_coarse is None:
                 raise ValueError("alpha_coarse is required with patches (it fills the pixels outside them)")
@@ -289,6 +301,7 @@ class _FinishCall:
         self.frame, self.out_alpha, self.patches, self.alpha_coarse = frame, out_alpha, patches, alpha_coarse
         self.mode, self.background, self.out, self.prev_alpha, self.smoothing = mode, background, out, prev_alpha, s
         self.n, self.p, self.grid, self.h, self.w, self.bg_colour = n, p, grid, h, w, bg_colour
+        self.fg_cell = fg_cell
 
     def args(self) -> _FinishArgs:
         """The native arguments, packed / delta left empty."""
@@ -298,12 +311,13 @@ class _FinishCall:
                            *(ac.shape if ac is not None else (0, 0)), _ptr(self.frame), self.h, self.w,
                            _ptr(self.prev_alpha), self.smoothing, _ptr(self.out_alpha),
                            _MODE_CODE[self.mode] if self.out is not None else 0, _ptr(self.out),
-                           _ptr(self.background), self.bg_colour, None, 0)
+                           _ptr(self.background), self.bg_colour, self.fg_cell, None, 0)
 
     def reference(self, packed: np.ndarray, delta: np.ndarray) -> None:
         """The numpy reference into the outputs (no native library)."""
         a, o = ref.finish(packed, delta, self.frame, self.grid, self.patches, self.alpha_coarse, self.mode or "alpha",
-                          self.background, self.prev_alpha, self.smoothing)
+                          self.background, self.prev_alpha, self.smoothing, foreground=self.fg_cell > 0,
+                          fg_cell=self.fg_cell or ref.FG_CELL)
         if self.out_alpha is not None:
             self.out_alpha[...] = a
         if self.out is not None:

@@ -17,7 +17,7 @@ from wbg_edge import native_reference as ref
 MODES = ref.MODES
 _MODE_CODE = {None: 0, "alpha": 1, "rgba": 2, "composite": 3}
 _DTYPE_CODE = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
-_ABI_VERSION = 3
+_ABI_VERSION = 4
 _MAX_DIM = 1 << 20  # keeps every index product well inside int64 and every single dimension inside int32
 
 _STATUS = {1: "null pointer", 2: "bad size", 3: "patch outside the refine grid", 4: "bad argument",
@@ -50,6 +50,7 @@ class _FinishArgs(ctypes.Structure):
         ("out_alpha", ctypes.c_void_p),
         ("mode", ctypes.c_int32), ("out", ctypes.c_void_p),
         ("background", ctypes.c_void_p), ("background_is_colour", ctypes.c_int32),
+        ("fg_cell", ctypes.c_int32),
         ("workspace", ctypes.c_void_p), ("workspace_bytes", ctypes.c_size_t),
     ]
 
@@ -222,6 +223,17 @@ def _check_patches(patches, n: int, p: int, refine_size: tuple[int, int]) -> np.
         raise ValueError(f"patches[{k}] = {tuple(int(v) for v in patches[k])} puts a {p}x{p} patch outside the "
                          f"refine grid {refine_size}")
     return patches
+
+
+def _fg_cell(foreground, fg_cell) -> int:
+    """The ABI's fg_cell: 0 without foreground colours, else the grid's cell side (checked)."""
+    if not isinstance(foreground, (bool, np.bool_)):
+        raise TypeError(f"foreground must be True or False, got {foreground!r}")
+    if not foreground:
+        return 0
+    if isinstance(fg_cell, bool) or not isinstance(fg_cell, (int, np.integer)) or not 1 <= fg_cell <= 64:
+        raise ValueError(f"fg_cell must be an integer in [1, 64], got {fg_cell!r}")
+    return int(fg_cell)
 
 
 def _ptr(a: np.ndarray | None) -> int | None:

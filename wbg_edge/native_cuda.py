@@ -6,12 +6,14 @@ import ctypes
 
 import numpy as np
 
+from . import native_reference as ref
 from .native_abi import (
     _MODE_CODE,
     MODES,
     _bind,
     _check_status,
     _cuda,
+    _fg_cell,
     _find_library,
     _FinishArgs,
     _lock,
@@ -90,10 +92,18 @@ def cuda_refine_pack(frame: int, frame_size: tuple[int, int], depth: int | None,
     _check_status(lib.wbg_refine_pack_cuda(ctypes.byref(args), ctypes.c_void_p(stream or None)), "cuda_refine_pack")
 
 
-def cuda_finish_workspace_bytes(refine_size: tuple[int, int]) -> int:
-    """Device workspace cuda_refine_finish needs with patches (refined grid + patch index map)."""
+def cuda_finish_workspace_bytes(refine_size: tuple[int, int], frame_size: tuple[int, int] | None = None,
+                                foreground: bool = False, fg_cell: int = ref.FG_CELL, patches: bool = True) -> int:
+    """Device workspace cuda_refine_finish needs: with patches the refined grid and patch index map, with
+    `foreground` (frame_size needed) the background pyramid after it."""
     hr, wr = _size2("refine_size", refine_size)
-    return hr * wr * 8
+    n = hr * wr * 8 if patches else 0
+    if _fg_cell(foreground, fg_cell):
+        if frame_size is None:
+            raise ValueError("frame_size is required for the foreground workspace")
+        h, w = _size2("frame_size", frame_size)
+        n += 16 * sum(lh * lw for lh, lw in ref.fg_levels(*ref.fg_grid_size(h, w, fg_cell)))  # W, M: 4 floats
+    return n
 
 
 def cuda_refine_finish(packed: int, delta: int, refine_size: tuple[int, int], frame: int,
@@ -103,9 +113,11 @@ def cuda_refine_finish(packed: int, delta: int, refine_size: tuple[int, int], fr
                        n_patches: int = 0, patch_size: int = 0, alpha_coarse: int | None = None,
                        alpha_size: tuple[int, int] | None = None, workspace: int | None = None,
                        workspace_bytes: int = 0, packed_dtype: str = "float32", delta_dtype: str = "float32",
-                       stream: int = 0) -> None:
+                       stream: int = 0, foreground: bool = False, fg_cell: int = ref.FG_CELL) -> None:
     """refine_finish on device buffers; with patches it needs alpha_coarse and a workspace of
-    cuda_finish_workspace_bytes(refine_size) bytes. Asynchronous on `stream`."""
+    cuda_finish_workspace_bytes(refine_size) bytes; with `foreground` (the CPU op's foreground colours, rgba and
+    composite) alpha_coarse and cuda_finish_workspace_bytes(refine_size, frame_size, True, fg_cell, patches=...)
+    bytes. Asynchronous on `stream`."""
     hr, wr = _size2("refine_size", refine_size)
     h, w = _size2("frame_size", frame_size)
     codes = {"float32": 0, "float16": 1}
@@ -127,6 +139,14 @@ def cuda_refine_finish(packed: int, delta: int, refine_size: tuple[int, int], fr
             raise ValueError(f"workspace_bytes must be >= {cuda_finish_workspace_bytes((hr, wr))}")
     else:
         n_patches, patch_size = 0, 0
+    cell = _fg_cell(foreground, fg_cell) if mode in ("rgba", "composite") and out else 0
+    if cell:
+        _dptr("alpha_coarse", alpha_coarse)
+        ah, aw = _size2("alpha_size", alpha_size)
+        need = cuda_finish_workspace_bytes((hr, wr), (h, w), True, cell, patches=bool(patches))
+        _dptr("workspace", workspace)
+        if workspace_bytes < need:
+            raise ValueError(f"workspace_bytes must be >= {need} (patches and foreground)")
     if mode == "composite":
         _dptr("background", background)
     if out is None and out_alpha is None:
@@ -136,7 +156,7 @@ def cuda_refine_finish(packed: int, delta: int, refine_size: tuple[int, int], fr
                        _dptr("alpha_coarse", alpha_coarse, False), ah, aw, _dptr("frame", frame), h, w,
                        _dptr("prev_alpha", prev_alpha, False), s, _dptr("out_alpha", out_alpha, False),
                        _MODE_CODE[mode] if out else 0, _dptr("out", out, False),
-                       _dptr("background", background, False), int(bool(background_is_colour)),
+                       _dptr("background", background, False), int(bool(background_is_colour)), cell,
                        _dptr("workspace", workspace, False), int(workspace_bytes))
     lib = _cuda_lib()
     _check_status(lib.wbg_refine_finish_cuda(ctypes.byref(args), ctypes.c_void_p(stream or None)),

@@ -15,6 +15,11 @@ Patch rule (refine_finish with patches): the refined alpha lives on the virtual 
 the patches (a later patch overwrites an earlier one where they overlap). An output pixel uses the refined grid only
 when all four of its bilinear taps on that grid are refined cells; otherwise it takes `alpha_coarse` bilinearly
 resampled straight to the frame size. With one patch covering the grid this is exactly the full-grid result.
+
+Foreground colours (refine_finish with `foreground`, modes "rgba" and "composite"): at soft pixels (quantised alpha
+neither 0 nor 255) the frame's colour, a mix of subject and old background, is replaced by an estimate of the
+subject's colour F, solved from I = a F + (1 - a) B with a local background B estimated from the pixels the coarse
+matte calls background (`background_grid`, `fg_colours`). Every other pixel keeps the frame's colour.
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ import numpy as np
 F32 = np.float32
 INV255 = F32(1.0) / F32(255.0)
 MODES = ("alpha", "rgba", "composite")
+FG_CELL = 8            # side, in frame pixels, of a cell of the background-colour grid (the default)
+FG_RAMP = F32(4.0)     # a cell's background weight is clamp(1 - FG_RAMP * alpha_coarse, 0, 1) ** 2
+FG_GAIN = F32(4.0)     # going up the push-pull pyramid, a cell whose weight is W trusts its own mean by min(1, 4 W)
+FG_FLOOR = F32(0.1)    # alpha floor of the foreground solve (below it, F fades back to the frame's colour)
+FG_EMPTY = F32(128.0)  # the background colour when no cell of the frame is background
 
 
 def taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -115,8 +125,10 @@ def quantise(a: np.ndarray) -> np.ndarray:
 def finish(packed: np.ndarray, delta: np.ndarray, frame: np.ndarray, refine_size: tuple[int, int] | None = None,
            patches: np.ndarray | None = None, alpha_coarse: np.ndarray | None = None, mode: str = "alpha",
            background: np.ndarray | None = None, prev_alpha: np.ndarray | None = None,
-           smoothing: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (alpha float32 (H, W) in [0, 1], output u8 for `mode`)."""
+           smoothing: float = 0.0, foreground: bool = False,
+           fg_cell: int = FG_CELL) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (alpha float32 (H, W) in [0, 1], output u8 for `mode`). `foreground` (needs alpha_coarse): "rgba"
+    and "composite" use the estimated foreground colours (`fg_colours`) instead of the frame's."""
     h, w = frame.shape[:2]
     if refine_size is None:
         refine_size = packed.shape[-2:]
@@ -130,6 +142,8 @@ def finish(packed: np.ndarray, delta: np.ndarray, frame: np.ndarray, refine_size
     if prev_alpha is not None:
         a = lerp(a, prev_alpha.astype(F32), F32(smoothing))
     a = np.clip(a, F32(0.0), F32(1.0)).astype(F32)
+    if foreground and mode in ("rgba", "composite"):
+        frame = fg_colours(frame, a, background_grid(frame, alpha_coarse, fg_cell))
     if mode == "alpha":
         out = quantise(a)
     elif mode == "rgba":
@@ -141,3 +155,92 @@ def finish(packed: np.ndarray, delta: np.ndarray, frame: np.ndarray, refine_size
     else:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     return a, out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Foreground colours (kernels/refine.cuh: "Foreground colours")
+
+def fg_grid_size(h: int, w: int, cell: int) -> tuple[int, int]:
+    """(gh, gw) = (ceil(h / cell), ceil(w / cell)): the background-colour grid of an h x w frame."""
+    return -(-h // cell), -(-w // cell)
+
+
+def fg_levels(gh: int, gw: int) -> list[tuple[int, int]]:
+    """The push-pull pyramid's level sizes, the grid first, halving (rounding up) down to 1 x 1."""
+    sizes = [(gh, gw)]
+    while sizes[-1] != (1, 1):
+        h, w = sizes[-1]
+        sizes.append((-(-h // 2), -(-w // 2)))
+    return sizes
+
+
+def cell_sums(frame: np.ndarray, gh: int, gw: int) -> tuple[np.ndarray, np.ndarray]:
+    """(gh, gw, 3) int64 byte sums and (gh, gw) pixel counts of the cells; cell (i, j) is rows
+    [i*h//gh, (i+1)*h//gh) x the same for columns."""
+    h, w = frame.shape[:2]
+    ry = (np.arange(gh + 1, dtype=np.int64) * h) // gh
+    rx = (np.arange(gw + 1, dtype=np.int64) * w) // gw
+    s = np.zeros((h + 1, w + 1, 3), np.int64)
+    s[1:, 1:] = frame.astype(np.int64).cumsum(0).cumsum(1)
+    total = s[ry[1:]][:, rx[1:]] - s[ry[:-1]][:, rx[1:]] - s[ry[1:]][:, rx[:-1]] + s[ry[:-1]][:, rx[:-1]]
+    return total, (ry[1:] - ry[:-1])[:, None] * (rx[1:] - rx[:-1])[None, :]
+
+
+def _down(x: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The mean of each 2 x 2 block of children (fewer at an odd edge): ((c00 + c01) + c10) + c11, times 1 / n
+    (exact: n is 1, 2 or 4). A missing child is a zero here, which adds exactly nothing (values are >= 0)."""
+    hh, ww = -(-h // 2), -(-w // 2)
+    p = np.zeros((2 * hh, 2 * ww) + x.shape[2:], F32)
+    p[:h, :w] = x
+    s = ((p[0::2, 0::2] + p[0::2, 1::2]) + p[1::2, 0::2]) + p[1::2, 1::2]
+    ny = np.minimum(2, h - 2 * np.arange(hh))
+    nx = np.minimum(2, w - 2 * np.arange(ww))
+    inv = (F32(1.0) / (ny[:, None] * nx[None, :]).astype(F32)).astype(F32)
+    return (s * (inv[..., None] if x.ndim == 3 else inv)).astype(F32)
+
+
+def background_grid(frame: np.ndarray, alpha_coarse: np.ndarray, cell: int = FG_CELL) -> np.ndarray:
+    """(gh, gw, 3) float32 local background colour (frame channel order, 0..255) of each cell.
+
+    Each cell's weight is t * t with t = clamp(1 - FG_RAMP * a, 0, 1), a = clamp(alpha_coarse sampled at the
+    grid's size (bilinear, horizontal first), 0, 1): 1 where the coarse matte says background, 0 from a = 1/4 on.
+    Push-pull fills the rest: level 0 holds W = weight, M = sum * (W / count) (the weighted mean colour); each next
+    level the means of 2 x 2
+    blocks of W and M (`_down`); the 1 x 1 top is M / W (FG_EMPTY when W = 0); then back up, each level's
+    B = lerp(U, M / W, min(1, FG_GAIN * W)) where W > 0, else U, with U the coarser B sampled at this level's size
+    (bilinear, horizontal first)."""
+    gh, gw = fg_grid_size(frame.shape[0], frame.shape[1], cell)
+    a = np.clip(resize(alpha_coarse, gh, gw, order="hv"), F32(0.0), F32(1.0))
+    t = np.clip(F32(1.0) - a * FG_RAMP, F32(0.0), F32(1.0))
+    wt = (t * t).astype(F32)
+    total, n = cell_sums(frame, gh, gw)
+    ws, ms = [wt], [(total.astype(F32) * (wt / n.astype(F32))[..., None]).astype(F32)]
+    sizes = fg_levels(gh, gw)
+    for (h, w) in sizes[:-1]:
+        ws.append(_down(ws[-1], h, w))
+        ms.append(_down(ms[-1], h, w))
+    top_w = ws[-1][..., None]
+    b = np.where(top_w > 0, ms[-1] / np.where(top_w > 0, top_w, F32(1.0)), FG_EMPTY).astype(F32)
+    for lvl in range(len(sizes) - 2, -1, -1):
+        h, w = sizes[lvl]
+        u, wl = resize(b, h, w, order="hv"), ws[lvl][..., None]
+        mean = ms[lvl] / np.where(wl > 0, wl, F32(1.0))
+        b = np.where(wl > 0, lerp(u, mean, np.minimum(wl * FG_GAIN, F32(1.0))), u).astype(F32)
+    return b
+
+
+def fg_colours(frame: np.ndarray, a: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """(H, W, 3) u8 colours for the outputs: at soft pixels (0 < quantise(a) < 255) the foreground
+    F = clamp(I + (I - B) * ((1 - a) / max(a, FG_FLOOR)), 0, 255), rounded half up, with B the grid sampled at the
+    frame size (bilinear, horizontal first); elsewhere the frame. Above the floor this is the exact solve of
+    I = a F + (1 - a) B; below it, F fades back to I (the frame's colour is the better guess for a pixel that is
+    nearly all background)."""
+    h, w = frame.shape[:2]
+    q = quantise(a)
+    soft = (q > 0) & (q < 255)
+    b = resize(grid, h, w, order="hv")
+    r = ((F32(1.0) - a) / np.maximum(a, FG_FLOOR)).astype(F32)
+    i = frame.astype(F32)
+    v = np.clip(i + (i - b) * r[..., None], F32(0.0), F32(255.0))
+    f = (v + F32(0.5)).astype(np.int32).astype(np.uint8)
+    return np.where(soft[..., None], f, frame)

@@ -72,6 +72,9 @@ class PipelineConfig:
                      "(default for run: rgba for .mov/.webm/PNG outputs, composite otherwise)", choices=MODES,
                      flags=("--output", "--mode"))
     background: str = _opt("green", "transparent | colour name or #RRGGBB | blur[:k] | image file", metavar="BG")
+    foreground: bool = _opt(True, "estimate the subject's colours at soft edges, so the old background does not "
+                            "show through on the new one, and blur only the background for blur[:k] (--no-foreground: "
+                            "the frame's own colours, as before)")
     overlap: bool = _opt(False, "two frames at once on two threads: more fps, a frame more latency "
                          "(run's default: on for files and folders, off for live sources)",
                          flags=("--overlap", "--threaded"))

@@ -164,7 +164,8 @@ def finish(w: Work, state: StreamState, mode: str, cfg: PipelineConfig, context:
     alpha_out, image_out = b.alphas[b.ring % len(b.alphas)], b.images[b.ring % len(b.images)]
     frame = slot.frame
     prev = state.prev_alpha if state.prev_alpha is not None and state.prev_alpha.shape == alpha_out.shape else None
-    background = b.background.fill(frame) if mode == "composite" else None
+    fg = cfg.foreground and not w.bad  # (a bad frame's coarse alpha is not finite)
+    background = b.background.fill(frame, w.alpha_coarse if fg else None) if mode == "composite" else None
     if not w.bad:
         t0 = time.perf_counter()
         packed, delta = w.packed, w.delta
@@ -173,7 +174,8 @@ def finish(w: Work, state: StreamState, mode: str, cfg: PipelineConfig, context:
         s = cfg.smoothing if prev is not None else 0.0
         native.refine_finish(packed, delta, frame, alpha_out, patches=w.patches, refine_size=slot.geom.refine,
                              alpha_coarse=w.alpha_coarse, mode=mode, background=background, out=image_out,
-                             prev_alpha=prev if s > 0 else None, smoothing=s)  # (reading prev costs traffic)
+                             prev_alpha=prev if s > 0 else None, smoothing=s,  # (reading prev costs traffic)
+                             foreground=fg)
         w.tm["finish"] = (time.perf_counter() - t0) * 1e3
     else:
         passthrough(frame, prev, alpha_out, image_out, background, mode, state)
