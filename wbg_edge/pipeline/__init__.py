@@ -90,7 +90,7 @@ class Pipeline:
         self.models: Models = open_models(self.choice.kind, found, opts)
         self.backend_name = self.models.refiner.backend.name
         self.settings: Resolved = resolve(config, self.bundle.model_res, self.bundle.refine_res,
-                                          self.bundle.runtime, "depth" in stages)
+                                          self.bundle.runtime, "depth" in stages, self.models.coarse_contract)
         s = self.settings
         self.model_res, self.refine_res, self.depth_res = s.model_res, s.refine_res, s.depth_res
         self.patch_context, self.mode = s.patch_context, s.mode
@@ -139,7 +139,8 @@ class Pipeline:
                 "backend_kind": self.choice.kind, "backend_reason": self.choice.reason,
                 "coarse_contract": self.coarse_contract, "depth": self.depth_model is not None,
                 "native": native.native_backend(), "model_res": self.model_res, "refine_res": self.refine_res,
-                "depth_res": self.depth_res, "mode": self.mode, "frames": self.state.index,
+                "depth_res": self.depth_res, "mode": self.mode, "temporal": self.settings.temporal,
+                "refine": self.settings.refine, "frames": self.state.index,
                 "nonfinite_frames": self.nonfinite_frames}
 
     def geometry(self, height: int, width: int) -> Geometry:

@@ -1,0 +1,136 @@
+"""The temporal stage: the coarse alpha filtered over time along the optical flow, on the coarse grid.
+
+A per-frame segmenter decides every frame anew, so where it is unsure (a flag behind a person, a helmet,
+hair) its output switches from frame to frame. Here the previous frame's filtered alpha is moved to the
+current frame along the optical flow (DIS, current -> previous, on the coarse grid's luminance) and blended in:
+
+    a = a_t + k * (warp(a_prev) - a_t),   k = strength * trust
+
+`trust` is 1 where the previous luminance, moved by the same flow and corrected for the global brightness
+change, matches the current one, falls to 0 where it differs by RESIDUAL_HI levels (an occlusion, a hand that
+moved faster than the flow saw, a flow error) and is 0 where the flow points outside the previous frame. Where
+the current segmenter is confident and the previous alpha was not, or the other way round, each gets the weight
+of its certainty (a half-sure alpha never overrides a sure one). A scene cut (mean residual above CUT_LEVELS)
+starts the memory afresh, as `reset()` and a new frame size do.
+
+The memory (`Memory`: the last luminance and filtered alpha on the coarse grid) lives in `StreamState.temporal`;
+the stage runs in frame order (an overlapped stream takes it in turns; a batch frame by frame).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .buffers import Work
+from .state import StreamState
+
+RESIDUAL_LO, RESIDUAL_HI = 8.0, 32.0   # luminance levels (0..255, 5x5 mean): full trust .. none. Sensor noise and
+#                                        the interpolation of a moved image stay under 8; 32 is another surface
+CUT_LEVELS = 40.0                      # mean residual over the whole grid above this: a scene cut
+CERTAINTY_FLOOR = 0.25                 # the weight of a fully unsure alpha against a sure one (1 / (floor + 1) : 4)
+
+
+@dataclass
+class Memory:
+    """What the temporal stage keeps between frames (the pipeline's own arrays, updated in place)."""
+
+    frame: tuple[int, int]    # the frame size it was made at
+    gray: np.ndarray          # u8 (h, w): the last frame's luminance on the coarse grid
+    alpha: np.ndarray         # float32 (h, w): the last filtered coarse alpha
+    cuts: int = 0             # scene cuts seen since it started (diagnostics)
+
+
+class Flow:
+    """The stage's tools for one coarse grid: the optical flow and scratch buffers (no memory of frames)."""
+
+    def __init__(self, shape: tuple[int, int]):
+        h, w = shape
+        self.shape = shape
+        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self.gy, self.gx = np.mgrid[0:h, 0:w].astype(np.float32)
+        self.flow = np.zeros((h, w, 2), np.float32)
+        self.mx, self.my = np.empty((h, w), np.float32), np.empty((h, w), np.float32)
+        self.warped, self.warped_gray = np.empty((h, w), np.float32), np.empty((h, w), np.float32)
+        self.gray_f, self.k, self.t = (np.empty((h, w), np.float32) for _ in range(3))
+        self.gray = np.empty((h, w), np.uint8)
+
+
+class Temporal:
+    """`temporal(w, state)`: the stage for one pipeline (its strength, and Flow tools per coarse grid). Called
+    in frame order only, so one set of tools serves both lanes of an overlapped stream."""
+
+    def __init__(self, strength: float):
+        self.strength = float(strength)
+        self._tools: Flow | None = None
+
+    def tools(self, shape: tuple[int, int]) -> Flow:
+        if self._tools is None or self._tools.shape != shape:
+            self._tools = Flow(shape)
+        return self._tools
+
+    def __call__(self, w: Work, state: StreamState) -> None:
+        if w.bad:
+            return  # a NaN frame keeps the memory as it was (finish passes the previous alpha through)
+        t0 = time.perf_counter()
+        a = w.alpha_coarse
+        f = self.tools(a.shape)
+        luminance(w, f.gray)
+        mem = state.temporal
+        if not isinstance(mem, Memory) or mem.alpha.shape != a.shape or mem.frame != w.slot.geom.frame:
+            mem = state.temporal = Memory(w.slot.geom.frame, np.empty_like(f.gray), np.empty_like(a))
+        elif not blend(a, f, mem, self.strength):
+            mem.cuts += 1
+        np.copyto(mem.gray, f.gray)
+        np.copyto(mem.alpha, a)
+        w.tm["temporal"] = (time.perf_counter() - t0) * 1e3
+
+
+def luminance(w: Work, out: np.ndarray) -> None:
+    """The frame's luminance (u8) on the coarse alpha's grid, from what the coarse model was given."""
+    slot = w.slot
+    if slot.coarse_small is not None:  # rgb contract: the u8 image the segmenter saw
+        src = cv2.cvtColor(slot.coarse_small, cv2.COLOR_BGR2GRAY)
+    else:  # rgbd contract: the float R, G, B planes at the model grid
+        r, g, b = slot.model_in[0, 0], slot.model_in[0, 1], slot.model_in[0, 2]
+        src = np.clip((0.299 * 255) * r + (0.587 * 255) * g + (0.114 * 255) * b + 0.5, 0, 255).astype(np.uint8)
+    if src.shape != out.shape:
+        cv2.resize(src, out.shape[::-1], dst=out, interpolation=cv2.INTER_AREA)
+    else:
+        np.copyto(out, src)
+
+
+def blend(a: np.ndarray, f: Flow, mem: Memory, strength: float) -> bool:
+    """a (the current coarse alpha, in place) blended with the memory moved along the flow; False (a left as it
+    is) at a scene cut."""
+    f.dis.calc(f.gray, mem.gray, f.flow)  # current -> previous: where each current pixel was
+    np.add(f.gx, f.flow[..., 0], out=f.mx)
+    np.add(f.gy, f.flow[..., 1], out=f.my)
+    cv2.remap(mem.alpha, f.mx, f.my, cv2.INTER_LINEAR, dst=f.warped, borderMode=cv2.BORDER_REPLICATE)
+    np.copyto(f.gray_f, mem.gray, casting="unsafe")
+    cv2.remap(f.gray_f, f.mx, f.my, cv2.INTER_LINEAR, dst=f.warped_gray, borderMode=cv2.BORDER_REPLICATE)
+    np.copyto(f.gray_f, f.gray, casting="unsafe")
+    # a global brightness change (exposure, a lighting ramp) is not a mismatch
+    gain = float(f.gray_f.mean()) / max(float(f.warped_gray.mean()), 1.0)
+    res = f.t
+    np.multiply(f.warped_gray, np.float32(gain), out=res)
+    np.subtract(f.gray_f, res, out=res)
+    np.abs(res, out=res)
+    cv2.blur(res, (5, 5), dst=res)
+    if float(res.mean()) > CUT_LEVELS:
+        return False
+    k = f.k  # trust: 1 .. 0 between RESIDUAL_LO and RESIDUAL_HI, 0 where the flow leaves the previous frame
+    np.subtract(np.float32(RESIDUAL_HI), res, out=k)
+    np.multiply(k, np.float32(strength / (RESIDUAL_HI - RESIDUAL_LO)), out=k)
+    np.clip(k, 0, strength, out=k)
+    h, w = a.shape
+    k[(f.mx < 0) | (f.mx > w - 1) | (f.my < 0) | (f.my > h - 1)] = 0
+    # certainty weighting: precision 1 / (floor + 4 a (1 - a)) for the current and the moved previous alpha
+    pc = 1.0 / (CERTAINTY_FLOOR + 4 * a * (1 - a))
+    pp = 1.0 / (CERTAINTY_FLOOR + 4 * f.warped * (1 - f.warped))
+    kp = k * pp
+    k = kp / (kp + (1 - k) * pc)
+    a += k * (f.warped - a)
+    return True
