@@ -6,8 +6,8 @@ current frame along the optical flow (DIS, current -> previous, on the coarse gr
 
     a = a_t + k * (warp(a_prev) - a_t),   k = strength * trust
 
-`trust` is 1 where the previous luminance, moved by the same flow and corrected for the global brightness
-change, matches the current one, falls to 0 where it differs by RESIDUAL_HI levels (an occlusion, a hand that
+`trust` is 1 where the previous colours, moved by the same flow and corrected for the global brightness
+change, match the current ones, falls to 0 where it differs by RESIDUAL_HI levels (an occlusion, a hand that
 moved faster than the flow saw, a flow error) and is 0 where the flow points outside the previous frame. Where
 standing still explains the image as well as the flow (a still scene, a flat region) the memory is not moved
 (the flow of noise is noise). Where the current segmenter is confident and the previous alpha was not, or the
@@ -15,9 +15,10 @@ other way round, each gets the weight of its certainty (a half-sure alpha never 
 cut (a third of the grid mismatching) starts the memory afresh, as `reset()` and a new frame size do.
 
 Measured on 48-frame 720p clips of real photos (pan, zoom over a textured canvas with a lighting ramp, turn,
-camera noise), bench/real_people.py: 2.5-3.5x less flicker than the segmenter alone and a higher IoU; without
-the residual gate a pole sweeping in front of the person leaves 1.6x more ghost alpha behind it, without the
-certainty weighting 1.2x. About 2 ms a frame on the 256 x 256 grid of MediaPipe's selfie segmenter.
+camera noise), bench/real_people.py: 2.3-3.5x less flicker than the segmenter alone and a higher IoU. Without
+the residual gate a pole sweeping in front of the person leaves 2.1x more ghost alpha behind it and the frames
+after a cut keep the old scene; without the certainty weighting 1.2x the ghost. About 2 ms a frame on the
+256 x 256 grid of MediaPipe's selfie segmenter.
 
 The memory (`Memory`: the last luminance and filtered alpha on the coarse grid) lives in `StreamState.temporal`;
 the stage runs in frame order (an overlapped stream takes it in turns; a batch frame by frame).
@@ -33,12 +34,13 @@ import numpy as np
 from .buffers import Work
 from .state import StreamState
 
-RESIDUAL_LO, RESIDUAL_HI = 8.0, 32.0   # luminance levels (0..255, 5x5 mean): full trust .. none. Sensor noise and
+RESIDUAL_LO, RESIDUAL_HI = 8.0, 32.0   # colour levels (0..255, 5x5 mean): full trust .. none. Sensor noise and
 #                                        the interpolation of a moved image stay under 8; 32 is another surface
 RESIDUAL_BLUR = 5                      # the residual's mean window (px of the coarse grid): noise averages out
 CUT_SHARE = 0.3                        # a scene cut: this share of the grid or more mismatches (residual above
 #                                        RESIDUAL_HI; moving people, zooms and turns stay under 1%, cuts 60-80%)
 STILL_MARGIN = 3.0                     # levels: standing still wins unless the flow explains the image better
+MEAN3 = np.full((1, 3), 1.0 / 3.0, np.float32)
 CERTAINTY_FLOOR = 0.25                 # the weight of a fully unsure alpha against a sure one (1 / (floor + 1) : 4)
 
 
@@ -47,7 +49,8 @@ class Memory:
     """What the temporal stage keeps between frames (the pipeline's own arrays, updated in place)."""
 
     frame: tuple[int, int]    # the frame size it was made at
-    gray: np.ndarray          # u8 (h, w): the last frame's luminance on the coarse grid
+    gray: np.ndarray          # u8 (h, w): the last frame's luminance on the coarse grid (what the flow reads)
+    look: np.ndarray          # u8 (h, w, 3): its colours there (what the residual compares)
     alpha: np.ndarray         # float32 (h, w): the last filtered coarse alpha
     cuts: int = 0             # scene cuts seen since it started (diagnostics)
 
@@ -66,8 +69,9 @@ class Flow:
         self.gy, self.gx = np.mgrid[0:h, 0:w].astype(np.float32)
         self.flow = np.zeros((h, w, 2), np.float32)
         self.mx, self.my = np.empty((h, w), np.float32), np.empty((h, w), np.float32)
-        self.warped, self.warped_gray = np.empty((h, w), np.float32), np.empty((h, w), np.float32)
-        self.gray_f, self.prev_f, self.k, self.t = (np.empty((h, w), np.float32) for _ in range(4))
+        self.warped, self.k, self.t = (np.empty((h, w), np.float32) for _ in range(3))
+        self.cur, self.prev, self.moved, self.diff = (np.empty((h, w, 3), np.float32) for _ in range(4))
+        self.look = np.empty((h, w, 3), np.uint8)
         self.gray = np.empty((h, w), np.uint8)
 
 
@@ -90,36 +94,41 @@ class Temporal:
         t0 = time.perf_counter()
         a = w.alpha_coarse
         f = self.tools(a.shape)
-        luminance(w, f.gray)
+        colours(w, f.look)
+        cv2.cvtColor(f.look, cv2.COLOR_BGR2GRAY, dst=f.gray)
         mem = state.temporal
         if not isinstance(mem, Memory) or mem.alpha.shape != a.shape or mem.frame != w.slot.geom.frame:
-            mem = state.temporal = Memory(w.slot.geom.frame, np.empty_like(f.gray), np.empty_like(a))
+            mem = state.temporal = Memory(w.slot.geom.frame, np.empty_like(f.gray), np.empty_like(f.look),
+                                          np.empty_like(a))
         elif not blend(a, f, mem, self.strength):
             mem.cuts += 1
         np.copyto(mem.gray, f.gray)
+        np.copyto(mem.look, f.look)
         np.copyto(mem.alpha, a)
         w.tm["temporal"] = (time.perf_counter() - t0) * 1e3
 
 
-def luminance(w: Work, out: np.ndarray) -> None:
-    """The frame's luminance (u8) on the coarse alpha's grid, from what the coarse model was given."""
+def colours(w: Work, out: np.ndarray) -> None:
+    """The frame's colours (u8 BGR) on the coarse alpha's grid, from what the coarse model was given."""
     slot = w.slot
     if slot.coarse_small is not None:  # rgb contract: the u8 image the segmenter saw
-        src = cv2.cvtColor(slot.coarse_small, cv2.COLOR_BGR2GRAY)
+        src = slot.coarse_small
     else:  # rgbd contract: the float R, G, B planes at the model grid
-        r, g, b = slot.model_in[0, 0], slot.model_in[0, 1], slot.model_in[0, 2]
-        src = np.clip((0.299 * 255) * r + (0.587 * 255) * g + (0.114 * 255) * b + 0.5, 0, 255).astype(np.uint8)
+        rgb = slot.model_in[0, :3]
+        src = np.clip(rgb[::-1].transpose(1, 2, 0) * 255 + 0.5, 0, 255).astype(np.uint8)
     if src.shape != out.shape:
-        cv2.resize(src, out.shape[::-1], dst=out, interpolation=cv2.INTER_AREA)
+        cv2.resize(src, out.shape[1::-1], dst=out, interpolation=cv2.INTER_AREA)
     else:
         np.copyto(out, src)
 
 
-def residual(cur: np.ndarray, prev: np.ndarray, gain: float, out: np.ndarray) -> np.ndarray:
-    """|cur - gain * prev|, averaged over RESIDUAL_BLUR px (luminance levels)."""
-    np.multiply(prev, np.float32(gain), out=out)
-    np.subtract(cur, out, out=out)
-    np.abs(out, out=out)
+def residual(cur: np.ndarray, prev: np.ndarray, gain: float, f: Flow, out: np.ndarray) -> np.ndarray:
+    """|cur - gain * prev| of colour images (h, w, 3), the mean of the channels (a person and a grey pole of the
+    same luminance differ), averaged over RESIDUAL_BLUR px: in levels."""
+    np.multiply(prev, np.float32(gain), out=f.diff)
+    np.subtract(cur, f.diff, out=f.diff)
+    np.abs(f.diff, out=f.diff)
+    cv2.transform(f.diff, MEAN3, dst=out)
     return cv2.blur(out, (RESIDUAL_BLUR, RESIDUAL_BLUR), dst=out)
 
 
@@ -130,12 +139,12 @@ def blend(a: np.ndarray, f: Flow, mem: Memory, strength: float) -> bool:
     np.add(f.gx, f.flow[..., 0], out=f.mx)
     np.add(f.gy, f.flow[..., 1], out=f.my)
     cv2.remap(mem.alpha, f.mx, f.my, cv2.INTER_LINEAR, dst=f.warped, borderMode=cv2.BORDER_REPLICATE)
-    np.copyto(f.prev_f, mem.gray, casting="unsafe")
-    cv2.remap(f.prev_f, f.mx, f.my, cv2.INTER_LINEAR, dst=f.warped_gray, borderMode=cv2.BORDER_REPLICATE)
-    np.copyto(f.gray_f, f.gray, casting="unsafe")
+    np.copyto(f.prev, mem.look, casting="unsafe")
+    cv2.remap(f.prev, f.mx, f.my, cv2.INTER_LINEAR, dst=f.moved, borderMode=cv2.BORDER_REPLICATE)
+    np.copyto(f.cur, f.look, casting="unsafe")
     # a global brightness change (exposure, a lighting ramp) is not a mismatch
-    gain = float(f.gray_f.mean()) / max(float(f.prev_f.mean()), 1.0)
-    res = residual(f.gray_f, f.warped_gray, gain, f.t)
+    gain = float(f.cur.mean()) / max(float(f.prev.mean()), 1.0)
+    res = residual(f.cur, f.moved, gain, f, f.t)
     if np.count_nonzero(res > RESIDUAL_HI) >= CUT_SHARE * res.size:
         return False
     h, w = a.shape
@@ -143,7 +152,7 @@ def blend(a: np.ndarray, f: Flow, mem: Memory, strength: float) -> bool:
     # Where standing still explains the image as well as the flow does (a still scene, a flat region), take the
     # memory where it is: the flow of noise or of a flat region is noise, and warping by it every frame would
     # let the memory drift and blur.
-    still = residual(f.gray_f, f.prev_f, gain, f.k) <= res + STILL_MARGIN
+    still = residual(f.cur, f.prev, gain, f, f.k) <= res + STILL_MARGIN
     np.copyto(f.warped, mem.alpha, where=still)
     np.copyto(res, f.k, where=still)
     outside &= ~still
