@@ -23,36 +23,36 @@ import numpy as np
 
 from .buffers import BackBuffers, Work, scratch
 
+LEVELS = 2       # the guide grid is the apply grid halved LEVELS times (128 x 227 at 720p)
 RADIUS = 2       # window radius on the guide grid (5 x 5 cells: a segmenter edge's width)
 EPS = 1e-3       # regularisation of A (colour variance, rgb in 0..1): a window whose colours vary by less than
 #                  ~3% (8 levels) keeps the mean of the coarse alpha. The fits are applied to the fine colours, whose
 #                  camera noise they pass on in proportion to A: 1e-4 gave a lower band error on clean photos (0.157
 #                  vs 0.161) but more flicker with noise of 6 levels (9.0 vs 8.1 x1e-3; bench/real_people.md)
 INV255 = np.float32(1.0 / 255.0)
-SUM255 = np.full(4, 1.0 / 255.0, np.float32)
 
 
 def apply_size(refine: tuple[int, int]) -> tuple[int, int]:
-    """The apply grid for a refine grid: the refine grid rounded down to a multiple of 4 (the guide grid is a
-    quarter of it, made by two exact 2 x 2 means), at least 16 px a side."""
-    return max(16, refine[0] // 4 * 4), max(16, refine[1] // 4 * 4)
+    """The apply grid for a refine grid: the refine grid rounded down to a multiple of 2 ** LEVELS (the guide grid
+    is made from it by LEVELS exact 2 x 2 means), at least 8 guide px a side."""
+    m = 1 << LEVELS
+    return max(8 * m, refine[0] // m * m), max(8 * m, refine[1] // m * m)
 
 
 @dataclass
 class Grids:
-    """Scratch of one frame in flight: u8 colours at the apply grid (and with a 255 channel), at 1/2 and 1/4."""
+    """Scratch of one frame in flight: u8 colours at the apply grid (and with a 255 channel), then halved LEVELS
+    times (the last is the guide grid)."""
 
     fine: np.ndarray
     fine4: np.ndarray
-    half: np.ndarray
-    guide: np.ndarray
+    halves: list[np.ndarray]
 
 
 def grids(b: BackBuffers, key: str, size: tuple[int, int]) -> Grids:
     h, w = size
     return Grids(scratch(b, key + "-fine", (h, w, 3), np.uint8), scratch(b, key + "-fine4", (h, w, 4), np.uint8),
-                 scratch(b, key + "-half", (h // 2, w // 2, 3), np.uint8),
-                 scratch(b, key + "-guide", (h // 4, w // 4, 3), np.uint8))
+                 [scratch(b, f"{key}-half{i}", (h >> i, w >> i, 3), np.uint8) for i in range(1, LEVELS + 1)])
 
 
 def coefficients(rgb: np.ndarray, p: np.ndarray, radius: int | None = None, eps: float | None = None):
@@ -91,14 +91,20 @@ def guided(w: Work, out: np.ndarray, key: str) -> None:
     frame = w.slot.frame
     # the frame at the apply grid (bilinear: at most ~1.5x smaller than the frame), then exact 2 x 2 means
     cv2.resize(frame, (wd, h), dst=g.fine, interpolation=cv2.INTER_LINEAR)
-    cv2.resize(g.fine, (wd // 2, h // 2), dst=g.half, interpolation=cv2.INTER_AREA)
-    cv2.resize(g.half, (wd // 4, h // 4), dst=g.guide, interpolation=cv2.INTER_AREA)
-    p = cv2.resize(w.alpha_coarse, (wd // 4, h // 4), interpolation=cv2.INTER_AREA)
-    coef = coefficients(g.guide.astype(np.float32) * INV255, p)
+    src = g.fine
+    for half in g.halves:
+        cv2.resize(src, half.shape[1::-1], dst=half, interpolation=cv2.INTER_AREA)
+        src = half
+    p = cv2.resize(w.alpha_coarse, src.shape[1::-1], interpolation=cv2.INTER_AREA)
+    coef = coefficients(src.astype(np.float32) * INV255, p)
+    coef *= INV255  # (on the small grid: the fine colours below stay u8, 0..255, with a 255 channel for b)
     coef = cv2.resize(coef, (wd, h), interpolation=cv2.INTER_LINEAR)
-    # q = A . rgb + b = sum over (A_0, A_1, A_2, b) * (c_0, c_1, c_2, 1): the colours with a 255 channel, / 255
+    # q = A . rgb + b = the sum of (A_0, A_1, A_2, b) * (c_0, c_1, c_2, 1), channel by channel
     cv2.cvtColor(g.fine, cv2.COLOR_BGR2BGRA, dst=g.fine4)
     cv2.multiply(coef, g.fine4, dst=coef, dtype=cv2.CV_32F)
-    np.matmul(coef.reshape(-1, 4), SUM255, out=out.reshape(-1))  # (3x faster than cv2.transform here)
+    # (strided adds: cv2.transform takes 2x as long here, and a BLAS matmul stalls when other processes load the CPU)
+    np.add(coef[..., 0], coef[..., 1], out=out)
+    np.add(coef[..., 2], coef[..., 3], out=coef[..., 2])
+    out += coef[..., 2]
     np.clip(out, 0.0, 1.0, out=out)
     w.tm["guided"] = (time.perf_counter() - t0) * 1e3
