@@ -256,3 +256,16 @@ def test_real_segmenter_on_a_panned_photo():
     assert flicker[None] < 0.6 * flicker[0.0]
     agree = np.mean([((a > 0.5) == (b > 0.5)).mean() for a, b in zip(back[None], back[0.0], strict=True)])
     assert agree > 0.95  # the same person, steadier
+
+
+def test_a_matting_model_runs_the_temporal_stage_when_asked(rgbd):
+    """The rgbd contract (the generated-scene bundles) keeps its outputs by default and takes the stage on
+    request, from its own R, G, B planes; overlapped equals sequential there too."""
+    frames = moving_disc(6)
+    plain = [m.alpha.copy() for m in toy_pipeline(rgbd).stream(frames)]
+    off = [m.alpha.copy() for m in toy_pipeline(rgbd, temporal=0.0).stream(frames)]
+    assert all(np.array_equal(a, b) for a, b in zip(plain, off, strict=True))
+    seq = [m.copy() for m in toy_pipeline(rgbd, temporal=0.6).stream(frames)]
+    par = [m.copy() for m in toy_pipeline(rgbd, temporal=0.6, overlap=True).stream(frames)]
+    assert all(np.array_equal(a.alpha, b.alpha) for a, b in zip(seq, par, strict=True))
+    assert seq[2].timings["temporal"] > 0 and not np.array_equal(seq[2].alpha, plain[2])
