@@ -12,8 +12,8 @@ across the frame border (the box filters reflect there).
 Grids (720p with the default refine_res 512): the apply grid 512 x 908 (the refine grid), where the fits are
 applied to the frame's colours; the guide grid 128 x 227 (a quarter of it: about the detail a 256-wide segmenter
 has), where they are made. The finish upsamples the apply grid to the frame as it does a refined alpha. About
-5 ms a frame at 720p on this project's 2-core CPU (the bundle's refiner on the band of a person filling half of
-the frame: 20 ms).
+5 ms a frame at 720p on this project's 2-core CPU (the bundle's refiner on the band, a third of the refine grid
+in the astronaut pan: 20 ms).
 
 Measured on the package photos (bench/real_people.md) against the refiner, both after the temporal stage: stills
 boundary-band error 0.161 vs 0.153 (MediaPipe alone 0.169), flicker on the pans 7.5 vs 11.1 x1e-3 and IoU 0.905
