@@ -565,7 +565,8 @@ def test_batch_fixed_batch_coarse_and_engine_limits(tmp_path):
     frames = [disc_frame(180, 300, cx=80 + 25 * i) for i in range(5)]
 
     def make(limit=None):
-        p = toy_pipeline(root, smoothing=0.3, patch_size=16, patch_context=2)
+        # (the refiner's batching: an rgb segmenter's default is the guided filter and the temporal stage)
+        p = toy_pipeline(root, smoothing=0.3, patch_size=16, patch_context=2, refine="model", temporal=0.0)
         if limit:  # as a TensorRT profile would bound them (the refiner's also bounds patches per frame)
             p.depth_model.max_batch, p.refiner_model.max_batch = 2, limit
         return p

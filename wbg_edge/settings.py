@@ -10,7 +10,9 @@ Each rule lives here and nowhere else:
 - the mode the pipeline makes (`effective_mode`: composite over nothing is RGBA);
 - the mode a sink gets when the user names none, and which modes a sink refuses (`output_mode`);
 - overlap on for files (throughput), off for live sources (latency) unless the user says (`overlap_for`);
-- model / refine / depth resolutions and patch context: the flag, else the bundle's, else the default.
+- model / refine / depth resolutions and patch context: the flag, else the bundle's, else the default;
+- the temporal filter and the refine step: the flag, else the bundle's runtime hint, else by the coarse stage's
+  contract (`temporal_for`, `refine_for`).
 """
 from __future__ import annotations
 
@@ -26,6 +28,10 @@ from .compose import BackgroundSpec, parse_background
 
 MODES = ("alpha", "rgba", "composite")
 TRANSPARENT = ("transparent", "none", "")
+# The temporal filter's default strength for an rgb segmenter (a per-frame segmenter flickers; a matting model
+# trained with our refiner keeps its outputs unless asked). bench/real_people.md has the measurements.
+TEMPORAL_RGB = 0.8
+REFINE = ("model", "guided", "none")
 
 
 def _opt(default: Any, help: str, *, lo: float | None = None, hi: float | None = None, hi_open: bool = False,
@@ -68,6 +74,15 @@ class PipelineConfig:
                                   lo=0.0, hi=1.0, metavar="F")
     smoothing: float = _opt(0.0, "temporal smoothing of alpha, 0 (off) .. <1: a = s * previous + (1 - s) * current",
                             lo=0.0, hi=1.0, hi_open=True, metavar="F")
+    temporal: float | None = _opt(None, "motion-compensated temporal filter of the coarse alpha, 0 (off) .. <1: the "
+                                  "previous alpha, moved along the optical flow, is blended in with this weight where "
+                                  "the image agrees with it (default: the bundle's hint, else "
+                                  f"{TEMPORAL_RGB} for an rgb segmenter, off for a matting model)",
+                                  lo=0.0, hi=1.0, hi_open=True, metavar="F")
+    refine: str | None = _opt(None, "what takes the coarse alpha to the frame: model (the bundle's refiner on the "
+                              "boundary band), guided (a guided filter with the frame's colours: edges follow the "
+                              "image, no patches) or none (upsampled as it is) (default: the bundle's hint, else "
+                              "guided for an rgb segmenter, model for a matting model)", choices=REFINE)
     mode: str = _opt("composite", "what to make: composite (BGR over the background), rgba (BGRA) or alpha "
                      "(default for run: rgba for .mov/.webm/PNG outputs, composite otherwise)", choices=MODES,
                      flags=("--output", "--mode"))
@@ -238,11 +253,37 @@ class Resolved:
     depth_res: int
     patch_context: int
     depth: bool                   # the depth model runs (asked for and in the bundle)
+    temporal: float = 0.0         # strength of the temporal filter on the coarse alpha (0: off)
+    refine: str = "model"         # what takes the coarse alpha to the frame (REFINE)
+
+
+def temporal_for(config: PipelineConfig, bundle_runtime: dict, coarse_contract: str) -> float:
+    """The temporal filter's strength: the config's, else the bundle's runtime hint "temporal", else on
+    (TEMPORAL_RGB) for an rgb segmenter and off for a matting model (whose outputs stay as they were)."""
+    if config.temporal is not None:
+        return float(config.temporal)
+    hint = bundle_runtime.get("temporal")
+    if isinstance(hint, (int, float)) and not isinstance(hint, bool) and 0 <= hint < 1:
+        return float(hint)
+    return TEMPORAL_RGB if coarse_contract == "rgb" else 0.0
+
+
+def refine_for(config: PipelineConfig, bundle_runtime: dict, coarse_contract: str) -> str:
+    """The refine step: the config's, else the bundle's runtime hint "refine", else the guided filter for an rgb
+    segmenter (measured on real people, bench/real_people.md: the refiner hardens what the segmenter is unsure
+    of, flickers and costs 3x its time) and the refiner for a matting model (trained with it)."""
+    if config.refine is not None:
+        return config.refine
+    hint = bundle_runtime.get("refine")
+    if hint in REFINE:
+        return hint
+    return "guided" if coarse_contract == "rgb" else "model"
 
 
 def resolve(config: PipelineConfig, bundle_model_res: int, bundle_refine_res: int, bundle_runtime: dict,
-            bundle_has_depth: bool) -> Resolved:
-    """`config` completed from the bundle's manifest (its resolutions and runtime hints)."""
+            bundle_has_depth: bool, coarse_contract: str = "rgbd") -> Resolved:
+    """`config` completed from the bundle's manifest (its resolutions and runtime hints) and the coarse
+    stage's contract."""
     model_res = config.model_res or bundle_model_res
     return Resolved(config=config, mode=effective_mode(config.mode, config.background),
                     background=parse_background(config.background), model_res=model_res,
@@ -250,4 +291,6 @@ def resolve(config: PipelineConfig, bundle_model_res: int, bundle_refine_res: in
                     depth_res=config.depth_res or max(32, (model_res // 2) // 32 * 32),
                     patch_context=(config.patch_context if config.patch_context is not None
                                    else int(bundle_runtime.get("patch_context", 0))),
-                    depth=config.depth and bundle_has_depth)
+                    depth=config.depth and bundle_has_depth,
+                    temporal=temporal_for(config, bundle_runtime, coarse_contract),
+                    refine=refine_for(config, bundle_runtime, coarse_contract))

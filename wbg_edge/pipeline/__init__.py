@@ -1,17 +1,22 @@
 """The Pipeline: settings + models + one executor over stage functions (DESIGN.md section 1).
 
-  frame u8 BGR ─> preprocess ─> number ─> depth ─> normalise D ─> coarse ─> band
-       │                          [S]      [S]        [S]                     │
-       └──────────── (full-res frame) ──────────────────────────────────> pack ─> refine ─> finish ─> Matte
-                                                                                              [S]
+  frame u8 BGR ─> preprocess ─> number ─> depth ─> normalise D ─> coarse ─> temporal ─> band
+       │                          [S]      [S]        [S]                      [S]        │
+       └──────────── (full-res frame) ───────────────────────────────────────────────> pack ─> refine ─> finish
+                                                          (refine "guided": guided ───────────────────> finish)
   depth: the model, or the last depth while the input barely moves; coarse: rgbd matting or an rgb segmenter;
+  temporal: the coarse alpha filtered along the optical flow (on by default for an rgb segmenter);
   band: boundary patches on the refine grid; pack / finish: the fused op (finish: alpha = clamp(coarse + delta),
-  upsampled, smoothed, composed; or the pass-through of a NaN / Inf frame). [S]: reads or changes the StreamState.
+  upsampled, smoothed, composed; or the pass-through of a NaN / Inf frame); guided: a guided filter of the
+  coarse alpha by the frame instead of band + refiner (the default for an rgb segmenter).
+  [S]: reads or changes the StreamState.
 
   Each stage is a plain function over explicit inputs (buffers, models, config, state):
     front.py     preprocess, number, depth, normalise (+ depth_batch)       frame -> model inputs, D
     back.py      coarse, band, pack, refine, finish (+ NaN pass-through)    model inputs -> Matte
-    state.py     StreamState: frame number, depth cache, previous alpha, NaN count (`Pipeline.state`)
+    temporal.py  temporal (its memory in the StreamState)                  coarse alpha -> coarse alpha
+    guided.py    guided (instead of band + refiner when refine is "guided")  coarse alpha -> finer alpha
+    state.py     StreamState: frame number, depth cache, previous alpha, temporal memory, NaN count
     executor.py  the one executor (lanes.py: its threads), over buffers.py (per-size buffers) and
                  models.py (the three models); geometry.py the grids, matte.py the result
 
@@ -29,16 +34,17 @@ buffers, so a sink on another thread can still be writing one); `Matte.copy()` k
 `Pipeline.process_batch(frames)` (offline throughput) gives the same Mattes as `process` on each frame
 in turn, with one depth call and one coarse call for all N frames (models whose batch dimension is
 fixed, or bounded by an engine profile, are called in chunks they accept) and the boundary patches of
-all N frames in one refiner call; the fused finish runs per frame, in order, so temporal smoothing and
-NaN pass-through are those of `process`. The ring then holds N + 2 buffers: all N Mattes stay valid
-until the next call, and two more (a sink thread may still be writing the last two).
+all N frames in one refiner call; the temporal stage and the fused finish run per frame, in order, so the
+temporal stage, temporal smoothing and NaN pass-through are those of `process`. The ring then holds N + 2
+buffers: all N Mattes stay valid until the next call, and two more (a sink thread may still be writing the
+last two).
 
 `Pipeline.stream(frames)` yields one Matte per frame; with `overlap=True` two frames are processed at
 once, each on its own thread ("lane") from read to finish, with the steps that need frame order
-(reading, depth reuse, temporal smoothing, the output ring) taken in turns. Each model then runs on half
-the cores (one thread on a 2-core CPU), which wastes less CPU than one model on every core (thread
-hand-offs, idle waits at the end of each operator), and the pipeline's own work runs beside the other
-lane's models instead of between models. Throughput goes up; a result comes out about a frame later.
+(reading, depth reuse, the temporal stage, temporal smoothing, the output ring) taken in turns. Each model
+then runs on half the cores (one thread on a 2-core CPU), which wastes less CPU than one model on every
+core (thread hand-offs, idle waits at the end of each operator), and the pipeline's own work runs beside
+the other lane's models instead of between models. Throughput goes up; a result comes out about a frame later.
 """
 from __future__ import annotations
 
@@ -90,7 +96,7 @@ class Pipeline:
         self.models: Models = open_models(self.choice.kind, found, opts)
         self.backend_name = self.models.refiner.backend.name
         self.settings: Resolved = resolve(config, self.bundle.model_res, self.bundle.refine_res,
-                                          self.bundle.runtime, "depth" in stages)
+                                          self.bundle.runtime, "depth" in stages, self.models.coarse_contract)
         s = self.settings
         self.model_res, self.refine_res, self.depth_res = s.model_res, s.refine_res, s.depth_res
         self.patch_context, self.mode = s.patch_context, s.mode
@@ -139,7 +145,8 @@ class Pipeline:
                 "backend_kind": self.choice.kind, "backend_reason": self.choice.reason,
                 "coarse_contract": self.coarse_contract, "depth": self.depth_model is not None,
                 "native": native.native_backend(), "model_res": self.model_res, "refine_res": self.refine_res,
-                "depth_res": self.depth_res, "mode": self.mode, "frames": self.state.index,
+                "depth_res": self.depth_res, "mode": self.mode, "temporal": self.settings.temporal,
+                "refine": self.settings.refine, "frames": self.state.index,
                 "nonfinite_frames": self.nonfinite_frames}
 
     def geometry(self, height: int, width: int) -> Geometry:

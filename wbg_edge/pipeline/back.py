@@ -157,8 +157,9 @@ def refine(works: list[Work], rows: list[tuple[np.ndarray, np.ndarray]], model: 
 
 def finish(w: Work, state: StreamState, mode: str, cfg: PipelineConfig, context: int) -> Matte:
     """The per-frame end, in frame order: the next ring buffer, the fused refine_finish (alpha = clamp(coarse
-    + delta), upsampled, smoothed with the previous alpha, composed in `mode`) or the pass-through of a bad
-    frame; the frame's alpha becomes the state's previous alpha."""
+    + delta), upsampled, smoothed with the previous alpha, composed in `mode`; the coarse alpha alone when the
+    frame was not refined) or the pass-through of a bad frame; the frame's alpha becomes the state's previous
+    alpha."""
     b, slot = w.b, w.slot
     b.ring += 1
     alpha_out, image_out = b.alphas[b.ring % len(b.alphas)], b.images[b.ring % len(b.images)]
@@ -168,11 +169,14 @@ def finish(w: Work, state: StreamState, mode: str, cfg: PipelineConfig, context:
     background = b.background.fill(frame, w.alpha_coarse if fg else None) if mode == "composite" else None
     if not w.bad:
         t0 = time.perf_counter()
-        packed, delta = w.packed, w.delta
-        if w.patches is not None and context:
+        packed, delta, grid = w.packed, w.delta, slot.geom.refine
+        if packed is None:  # no refiner: the guided filter's alpha, or the coarse alpha, as the grid (delta 0)
+            packed, delta = as_grid(b, w.fine if w.fine is not None else w.alpha_coarse)
+            grid, w.refined = None, 0.0
+        elif w.patches is not None and context:
             packed, delta = inner(b, packed, delta, w.patches - w.windows, cfg.patch_size)
         s = cfg.smoothing if prev is not None else 0.0
-        native.refine_finish(packed, delta, frame, alpha_out, patches=w.patches, refine_size=slot.geom.refine,
+        native.refine_finish(packed, delta, frame, alpha_out, patches=w.patches, refine_size=grid,
                              alpha_coarse=w.alpha_coarse, mode=mode, background=background, out=image_out,
                              prev_alpha=prev if s > 0 else None, smoothing=s,  # (reading prev costs traffic)
                              foreground=fg)
@@ -181,6 +185,17 @@ def finish(w: Work, state: StreamState, mode: str, cfg: PipelineConfig, context:
         passthrough(frame, prev, alpha_out, image_out, background, mode, state)
     state.prev_alpha = alpha_out
     return Matte(alpha_out, image_out, mode, w.tm, slot.index, w.refined, passthrough=w.bad)
+
+
+def as_grid(b: BackBuffers, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An alpha as a refine_finish full grid (1, 5, h, w) with a zero delta (1, 1, h, w): the finish upsamples it
+    as it is. Called in frame order (finish), so one buffer per frame size serves all frames."""
+    h, w = alpha.shape
+    packed = scratch(b, "as_grid", (1, 5, h, w), np.float32)
+    delta = scratch(b, "as_grid_zero", (1, 1, h, w), np.float32)
+    delta.fill(0.0)  # (cheap at the coarse size; a scratch buffer may be new)
+    np.copyto(packed[0, 4], alpha)
+    return packed, delta
 
 
 def inner(b: BackBuffers, packed: np.ndarray, delta: np.ndarray, offsets: np.ndarray, p: int):

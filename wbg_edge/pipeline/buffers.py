@@ -32,7 +32,8 @@ class Slot:
     frame: np.ndarray | None = None       # the BGR frame (a view of the caller's, or our copy)
     frame_buf: np.ndarray | None = None   # our copy when overlapping (callers may reuse their buffer)
     model_in: np.ndarray | None = None    # float32 (1, 4, Hm, Wm) R,G,B,D (rgbd contract)
-    coarse_small: np.ndarray | None = None  # u8 at the rgb contract's fixed size
+    coarse_small: np.ndarray | None = None  # u8 BGR at the rgb contract's fixed size (the segmenter's view)
+    coarse_mid: np.ndarray | None = None    # u8 BGR at twice that size (shrink's first step), None: frame smaller
     coarse_in: np.ndarray | None = None   # rgb contract input (NCHW or NHWC)
     depth_in: np.ndarray | None = None
     depth: np.ndarray | None = None       # normalised D (float32 2-D) or None when depth is off
@@ -95,6 +96,7 @@ class Work:
     windows: np.ndarray | None = None     # what the refiner sees (patches widened by the context)
     packed: np.ndarray | None = None      # the refiner's input rows for this frame
     delta: np.ndarray | None = None       # ... and its output rows
+    fine: np.ndarray | None = None        # refine "guided": the filtered alpha at the apply grid
     refined: float = 0.0
 
 
@@ -119,6 +121,9 @@ def alloc_group(slots: list[Slot], g: Geometry, m: Models, copy: bool) -> Group:
         slot.model_in = model_in[i:i + 1] if model_in is not None else None
         slot.coarse_in = coarse_in[i:i + 1] if coarse_in is not None else None
         slot.coarse_small = np.empty((*g.coarse, 3), np.uint8) if coarse_in is not None else None
+        hf, wf = g.coarse
+        big = coarse_in is not None and g.frame[0] >= 2 * hf and g.frame[1] >= 2 * wf
+        slot.coarse_mid = np.empty((2 * hf, 2 * wf, 3), np.uint8) if big else None
         slot.depth_in = depth_in[i:i + 1] if depth_in is not None else None
         slot.depth = None
     return Group(g, slots, model_in, coarse_in, depth_in)

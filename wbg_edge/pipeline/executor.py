@@ -1,11 +1,13 @@
 """The one executor: runs the stages of front.py and back.py on frames, one at a time, N at a time, or
 overlapped on two lanes, with one StreamState.
 
-    process     preprocess, number, depth | coarse, band, pack, refine | finish       (the caller's thread)
-    overlapped  the same on lane k % 2 for frame k; reading + preprocess, number + depth, and finish are taken
-                in frame order (Turns); coarse .. refine run beside the other lane's frame
+    process     preprocess, number, depth | coarse, [temporal], [band, pack, refine] | finish   (caller's thread)
+    overlapped  the same on lane k % 2 for frame k; reading + preprocess, number + depth, temporal and finish are
+                taken in frame order (Turns); coarse, band .. refine run beside the other lane's frame
     batch       preprocess, number, [depth] per frame; depth_batch, coarse and refine once for all N frames
-                (band patches of all N in one refiner call); band, pack and finish per frame, in order
+                (band patches of all N in one refiner call); temporal, band, pack and finish per frame, in order
+    refine "guided": the guided filter (guided.py) instead of band, pack and refine; "none": neither. The finish
+    then upsamples that alpha, or the (filtered) coarse alpha, itself
 
 Buffers: `process` uses one Slot and refine set 0; an overlapped stream IN_FLIGHT slots and refine sets
 (frame k uses k % IN_FLIGHT); a batch a Group of N slots and stacked refiner rows. Output rings are per
@@ -23,13 +25,15 @@ import numpy as np
 
 from ..settings import Resolved
 from .back import band, coarse, finish, own_rows, pack, refine, stacked_rows
-from .buffers import IN_FLIGHT, BackCache, Group, Slot, Work, alloc_group
+from .buffers import IN_FLIGHT, BackCache, Group, Slot, Work, alloc_group, scratch
 from .front import depth, depth_batch, depth_planes, number, preprocess
 from .geometry import Geometries
+from .guided import apply_size, guided
 from .lanes import Lane, Turns
 from .matte import STAGES, Matte, totals
 from .models import Models
 from .state import StreamState
+from .temporal import Temporal
 
 
 class Executor:
@@ -46,6 +50,7 @@ class Executor:
         self.lanes: list[Lane] = []        # the last overlapped stream's threads
         self.streaming = False
         self.last: Work | None = None      # the last frame process() made (model_inputs)
+        self.temporal = Temporal(s.temporal) if s.temporal > 0 else None
 
     def busy(self) -> bool:
         """An overlapped stream runs, or one of its lanes is still stuck in the caller's iterator."""
@@ -58,10 +63,27 @@ class Executor:
         if self.m.depth is not None:
             depth(slot, self.state, self.m.depth, self.cfg)
 
-    def _middle(self, slot: Slot, buffers: int) -> Work:
-        """coarse -> band -> pack -> refine for one frame, into refine set `buffers` (no stream state)."""
+    def _coarse(self, slot: Slot, buffers: int) -> Work:
+        """The coarse model on one frame, whose later stages use refine set `buffers` (no stream state)."""
         w = Work(slot, self.backs.get(slot.geom), dict(slot.timings), buffers=buffers, bad=slot.bad)
         coarse([w], slot.model_in if slot.model_in is not None else slot.coarse_in, self.m.coarse)
+        return w
+
+    def _temporal(self, w: Work) -> None:
+        """The temporal stage (reads and changes the stream state: in frame order)."""
+        if self.temporal is not None:
+            self.temporal(w, self.state)
+
+    def _refine(self, w: Work) -> Work:
+        """band -> pack -> refine for one frame (no stream state): refine "model" the bundle's refiner on the band,
+        "guided" the guided filter of the coarse alpha (w.fine), "none" nothing."""
+        if self.s.refine == "none":
+            return w
+        if self.s.refine == "guided":
+            key = f"guided{w.buffers}"  # frames in flight at once each have their own
+            w.fine = scratch(w.b, key + "-out", apply_size(w.slot.geom.refine), np.float32)
+            guided(w, w.fine, key)
+            return w
         band(w, self.cfg, self.s.patch_context)
         rows = own_rows(w)
         pack(w)
@@ -76,8 +98,9 @@ class Executor:
         slot = self.slot
         preprocess(frame, slot, self.geometry, self.m, copy=False)
         self._depth(slot)
-        w = self.last = self._middle(slot, 0)
-        return self._end(w)
+        w = self.last = self._coarse(slot, 0)
+        self._temporal(w)
+        return self._end(self._refine(w))
 
     def model_inputs(self) -> dict[str, np.ndarray]:
         """Copies of what the models were given for the last frame process() made."""
@@ -120,11 +143,19 @@ class Executor:
         works = [Work(slot, b, dict(slot.timings), bad=slot.bad) for slot in slots]
         coarse(works, (grp.model_in if grp.model_in is not None else grp.coarse_in)[:n], m.coarse)
         for w in works:
-            band(w, cfg, self.s.patch_context)
-        rows = stacked_rows(works, b, cfg.patch_size + 2 * self.s.patch_context, m.refiner)
-        for w in works:
-            pack(w)
-        refine(works, rows, m.refiner)
+            self._temporal(w)
+        if self.s.refine == "model":
+            for w in works:
+                band(w, cfg, self.s.patch_context)
+            rows = stacked_rows(works, b, cfg.patch_size + 2 * self.s.patch_context, m.refiner)
+            for w in works:
+                pack(w)
+            refine(works, rows, m.refiner)
+        elif self.s.refine == "guided":
+            fine = scratch(b, "guided-batch", (n, *apply_size(g.refine)), np.float32)
+            for i, w in enumerate(works):
+                w.fine = fine[i]
+                guided(w, w.fine, "guided0")
         mattes = [finish(w, st, self.s.mode, cfg, self.s.patch_context) for w in works]
         per_frame = (time.perf_counter() - t_start) * 1e3 / n  # wall time shared out: what throughput sees
         return [totals(matte, per_frame) for matte in mattes]
@@ -134,7 +165,7 @@ class Executor:
         """Frames side by side: two lanes (threads) each take whole frames, k on lane k % 2, so the load
         balances itself whatever the stages cost. What needs frame order runs in turns: reading and
         preprocessing (frame k is the k-th frame, copied before the caller may reuse its buffer), frame
-        numbering with depth (reuse decides on the previous depth; one depth cache) and the finish
+        numbering with depth (reuse decides on the previous depth; one depth cache), the temporal stage and the finish
         (temporal smoothing, the output ring). Frame k uses slot and refine buffers k % IN_FLIGHT; the
         caller submits frame k + IN_FLIGHT once it has frame k's Matte. A caller that stops early leaves
         the stream state as if the frames it did not receive were never read (StreamState.rewind)."""
@@ -146,7 +177,7 @@ class Executor:
         end = object()
         ended = threading.Event()  # the input is exhausted: read no further (an iterator may not stay ended)
         slots = [Slot() for _ in range(IN_FLIGHT)]
-        reading, depth_turns, finishing = Turns(), Turns(), Turns()
+        reading, depth_turns, temporal_turns, finishing = Turns(), Turns(), Turns(), Turns()
         lanes = self.lanes = [Lane(f"wbg-lane{i}", self.lane_threads) for i in range(2)]
         index, prev_alpha, last = self.state.index, self.state.prev_alpha, None
 
@@ -160,7 +191,11 @@ class Executor:
                 preprocess(frame, slot, self.geometry, self.m, copy=True)
             with depth_turns.turn(k):
                 self._depth(slot)
-            w = self._middle(slot, k % IN_FLIGHT)
+            w = self._coarse(slot, k % IN_FLIGHT)
+            if self.temporal is not None:
+                with temporal_turns.turn(k):
+                    self._temporal(w)
+            self._refine(w)
             with finishing.turn(k):
                 return self._end(w)
 
@@ -177,7 +212,7 @@ class Executor:
         finally:
             for f in ahead:  # not started yet: never read another frame after the caller stops
                 f.cancel()
-            for t in (reading, depth_turns, finishing):
+            for t in (reading, depth_turns, temporal_turns, finishing):
                 t.abort()  # frames waiting for a turn a failed frame never took
             for lane in lanes:
                 lane.close()

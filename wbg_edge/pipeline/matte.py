@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 MODEL_STAGES = ("depth", "coarse", "refiner")
-STAGES = ("preprocess", "depth", "normalise", "coarse", "band", "pack", "refiner", "finish")
+STAGES = ("preprocess", "depth", "normalise", "coarse", "temporal", "band", "pack", "refiner", "guided", "finish")
 
 
 @dataclass
@@ -16,7 +16,8 @@ class Matte:
     alpha: np.ndarray            # float32 (H, W) in [0, 1]
     image: np.ndarray            # u8: alpha (H, W) | BGRA (H, W, 4) | composite BGR (H, W, 3), per `mode`
     mode: str
-    timings: dict[str, float]    # per-stage ms: preprocess depth normalise coarse band pack refiner finish total ...
+    timings: dict[str, float]    # per-stage ms: preprocess depth normalise coarse temporal band pack refiner
+    #                              guided finish total ...
     index: int                   # frame number in this pipeline
     refined: float = 1.0         # fraction of the refine grid that went through the refiner
     passthrough: bool = False    # a model returned NaN/Inf: the frame was passed through with the previous alpha
@@ -39,7 +40,7 @@ def totals(matte: Matte, total_ms: float) -> Matte:
     """Complete a Matte's timings: every stage present (0 when skipped), `total` (the frame's work, or its
     share of a batch's wall time), `models` (depth + coarse + refiner) and `overhead` (total - models)."""
     tm = matte.timings
-    for key in ("coarse", "band", "pack", "refiner", "finish"):
+    for key in ("coarse", "temporal", "band", "pack", "refiner", "guided", "finish"):
         tm.setdefault(key, 0.0)
     tm["total"] = total_ms
     tm["models"] = tm["depth"] + tm["coarse"] + tm["refiner"]

@@ -19,8 +19,9 @@ from .geometry import Geometry
 class StreamState:
     """What one stream of frames carries from frame to frame.
 
-    Temporal (forgotten by `reset`): the previous alpha (smoothing, and the alpha a NaN frame keeps) and
-    the depth cache (reuse for up to `depth_every` frames while the depth input barely moves).
+    Temporal (forgotten by `reset`): the previous alpha (smoothing, and the alpha a NaN frame keeps), the
+    depth cache (reuse for up to `depth_every` frames while the depth input barely moves) and the temporal
+    stage's memory (`temporal.Memory`: the last coarse-grid image and filtered coarse alpha).
     Counters (kept by `reset`): frames numbered so far, and frames passed through because a model
     returned NaN / Inf. The arrays are the pipeline's own buffers: read them, copy to keep them.
     """
@@ -31,7 +32,7 @@ class StreamState:
     depth_ref: np.ndarray | None = None     # the depth model's input for it (the motion test's reference)
     depth_age: int = 0                      # frames that have reused it since
     depth_geom: Geometry | None = None      # the frame geometry it was made for
-    temporal: Any = None                    # temporal memory of a later stage (None: none yet)
+    temporal: Any = None                    # the temporal stage's Memory (None: none yet, or forgotten)
     nonfinite_frames: int = 0               # frames passed through with the previous alpha
     warned_nonfinite: bool = False          # the one warning about them was given
 
