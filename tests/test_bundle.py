@@ -180,7 +180,7 @@ def test_describe_names_what_runs(tmp_path):
     assert describe_bundle(None, load_bundle(default_bundle_dir())).startswith("synthetic (")
     # what the name's description says is what the manifest holds
     assert real.provenance["coarse"]["source"] == "mediapipe-selfie" and real.base == "segmenter-refiner"
-    assert BUNDLE_NAMES["real"][1].startswith("MediaPipe selfie segmenter + segmenter-refiner")
+    assert BUNDLE_NAMES["real"][1].startswith("MediaPipe selfie segmenter + temporal and guided filters")
     # a folder: its path, its manifest name, and where each stage comes from
     shutil.copytree(shipped_bundle_dir("real"), tmp_path / "rw")
     assert describe_bundle(str(tmp_path / "rw"), load_bundle(tmp_path / "rw")) == \

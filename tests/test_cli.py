@@ -293,7 +293,7 @@ def test_run_uses_the_shipped_real_bundle_for_every_source(tmp_path, monkeypatch
     flag = "--live" if live else "--no-live"
     assert main(["run", "-i", "synthetic://", flag, "--frames", "2", "-o", "null", *FAST]) == 0  # -q too
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith("bundle real (MediaPipe selfie segmenter + segmenter-refiner"), err
+    assert err[0].startswith("bundle real (MediaPipe selfie segmenter + temporal and guided filters"), err
     assert "--bundle synthetic" in err[0] and not any("import_coarse" in line for line in err)
 
 
@@ -333,7 +333,7 @@ def test_right_after_install_a_real_person_in_a_file_gets_the_real_bundle(tmp_pa
                            cwd=tmp_path, env=env, timeout=120)
         err = p.stderr.decode()
         assert p.returncode == 0, err
-        assert err.splitlines()[0].startswith("bundle real (MediaPipe selfie segmenter + segmenter-refiner"), err
+        assert err.splitlines()[0].startswith("bundle real (MediaPipe selfie segmenter + temporal and guided"), err
     assert read_back(tmp_path / "out.mp4") == (4, (180, 320, 3))
     assert list(home.iterdir()) == []
     cap = cv2.VideoCapture(str(tmp_path / "alpha.mp4"))

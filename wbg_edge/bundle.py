@@ -401,7 +401,7 @@ SHIPPED_BUNDLES = ("default", "segmenter-refiner", "real")
 # same bytes everywhere. "real" is always the shipped copy, never a newer import in the cache: shipped is
 # reproducible and hash-checked with the package; an import is used by naming its folder.
 BUNDLE_NAMES = {
-    "real": ("real", "MediaPipe selfie segmenter + segmenter-refiner, for real people"),
+    "real": ("real", "MediaPipe selfie segmenter + temporal and guided filters, for real people"),
     "synthetic": ("default", "depth + matting + refiner trained on generated scenes"),
     "default": ("default", "depth + matting + refiner trained on generated scenes"),  # the old name of synthetic
 }
