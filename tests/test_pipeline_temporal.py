@@ -100,6 +100,19 @@ def test_memory_resets_on_reset_size_change_and_scene_cut(rgb):
     assert not np.array_equal(p.process(moved).alpha, fresh(moved)) and p.state.temporal.cuts == 1
 
 
+def test_reset_gives_what_a_fresh_pipeline_gives(rgb):
+    """Between videos (batch reuses one pipeline per worker) reset() leaves nothing of the last stream behind:
+    the flow the temporal stage starts from included (it carried over and moved frame 1 by 4 levels)."""
+    other, frames = moving_disc(6)[::-1], moving_disc(6)
+    fresh = toy_pipeline(rgb, temporal=TEMPORAL_RGB, mode="alpha")
+    want = [fresh.process(f).alpha.copy() for f in frames]
+    used = toy_pipeline(rgb, temporal=TEMPORAL_RGB, mode="alpha")
+    for f in other:
+        used.process(f)
+    used.reset()
+    assert all(np.array_equal(used.process(f).alpha, w) for f, w in zip(frames, want, strict=True))
+
+
 def test_a_moving_edge_flickers_less_and_is_not_smeared(rgb):
     """A disc moving 3 px/frame under heavy sensor noise: the segmenter's rim flickers; the temporal stage (alone:
     refine none, so that the guided step's own response to the noise is not measured) steadies it along the

@@ -107,6 +107,7 @@ class Temporal:
         if not isinstance(mem, Memory) or mem.alpha.shape != a.shape or mem.frame != w.slot.geom.frame:
             mem = state.temporal = Memory(w.slot.geom.frame, np.empty_like(f.gray), np.empty_like(f.look),
                                           np.empty_like(a))
+            f.flow.fill(0)  # DIS starts from the flow buffer it is given: a new stream starts from no motion
         elif not blend(a, f, mem, self.strength):
             mem.cuts += 1
         np.copyto(mem.gray, f.gray)
