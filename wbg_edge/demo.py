@@ -69,10 +69,11 @@ def run_demo(out_dir: str | os.PathLike = ".", frames: int = 75, width: int = 12
     """
     from .bundle import describe_bundle
     from .pipeline import Pipeline, PipelineConfig
-    from .portrait import PanClip, PanReader, astronaut
+    from .portrait import PanClip, astronaut
     from .sinks import open_sink
     from .sources import open_source
     from .sources.capture import CaptureSource
+    from .sources.readers import ClipReader
     from .stream import StreamStats, run_stream
 
     out_dir = Path(out_dir)
@@ -84,7 +85,8 @@ def run_demo(out_dir: str | os.PathLike = ".", frames: int = 75, width: int = 12
     if person_frames > 0:
         pan = PanClip(astronaut(), width, height, person_frames)
         clips.append(("real person", person_frames, config if config.bundle else replace(config, bundle="real"),
-                      lambda: CaptureSource("astronaut (scikit-image)", lambda: PanReader(pan), live=False)))
+                      lambda: CaptureSource("astronaut (scikit-image)", lambda: ClipReader(pan, "astronaut"),
+                                            live=False)))
     total = sum(n for _, n, _, _ in clips)
     rows, labels, parts = [], [], []
     with open_sink(str(video), fps=25.0) as sink:  # both clips, one after the other, in one video

@@ -53,21 +53,3 @@ class PanClip:
         out = np.full((self.height, self.width, 3), self.grey, np.uint8)
         out[y:y + ph, x:x + pw] = self.photo
         return out, b
-
-
-class PanReader:
-    """A `sources.base.Reader` over a PanClip (for `sources.capture.CaptureSource`)."""
-
-    frame_name = None
-
-    def __init__(self, clip: PanClip):
-        self.clip, self.fps, self.count, self.skipped, self._i = clip, clip.fps, len(clip), [], 0
-
-    def grab(self) -> np.ndarray | None:
-        if self._i >= self.count:
-            return None
-        self._i += 1
-        return self.clip.frame(self._i - 1)[0]
-
-    def close(self) -> None:
-        pass

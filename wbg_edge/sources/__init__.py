@@ -32,7 +32,7 @@ import numpy as np
 from ..images import IMAGE_EXTS, read_image, to_bgr
 from .base import Frame, Reader, Source, SourceError, SourceStats
 from .capture import CaptureSource
-from .readers import CvReader, ImageReader, MemoryReader, SyntheticReader
+from .readers import ClipReader, CvReader, ImageReader, MemoryReader, synthetic_reader  # noqa: F401 (ClipReader: public)
 
 __all__ = ["IMAGE_EXTS", "NET_SCHEMES", "VIDEO_EXTS", "CaptureSource", "Frame", "Reader", "Source", "SourceError",
            "SourceStats", "from_frames", "gstreamer_available", "open_source", "read_image", "to_bgr"]
@@ -83,7 +83,7 @@ def _resolve(uri: str, open_timeout: float) -> tuple[Callable[[], Reader], bool]
             seed = int(q.get("seed", ["0"])[0])
         except ValueError:
             raise SourceError(f"{uri}: bad synthetic:// options; use ?size=WxH&frames=N&fps=F&seed=S") from None
-        return (lambda: SyntheticReader(uri, w, h, n, fps, seed)), False
+        return (lambda: synthetic_reader(uri, w, h, n, fps, seed)), False
     if scheme == "csi":
         return _resolve(_csi_pipeline(int(uri.split("://", 1)[1] or 0)), open_timeout)
     if "!" in uri and scheme == "":

@@ -65,12 +65,13 @@ class ImageReader:
         pass
 
 
-class SyntheticReader:
+class ClipReader:
+    """Frames of a generated clip (len(clip) frames, `clip.frame(i)` -> (image, ...), `clip.fps`), then the end."""
+
     frame_name = None
 
-    def __init__(self, name: str, width: int, height: int, frames: int, fps: float, seed: int):
-        self.name, self.fps, self.count, self.skipped, self._i = name, fps, frames, [], 0
-        self.clip = SyntheticClip(width, height, frames, fps, seed)
+    def __init__(self, clip, name: str = "clip"):
+        self.clip, self.name, self.fps, self.count, self.skipped, self._i = clip, name, clip.fps, len(clip), [], 0
 
     def grab(self) -> np.ndarray | None:
         if self._i >= self.count:
@@ -80,6 +81,11 @@ class SyntheticReader:
 
     def close(self) -> None:
         pass
+
+
+def synthetic_reader(name: str, width: int, height: int, frames: int, fps: float, seed: int) -> ClipReader:
+    """The built-in generated clip (synthetic://) as a reader."""
+    return ClipReader(SyntheticClip(width, height, frames, fps, seed), name)
 
 
 class MemoryReader:
