@@ -67,13 +67,15 @@ def _unshare_initializers(proto: onnx.ModelProto, nodes: set[str]) -> None:
     for n in proto.graph.node:
         if n.name not in nodes:
             continue
+        copies: dict[str, str] = {}  # a node may take one initializer twice (a Slice's starts and axes)
         for j, x in enumerate(n.input):
             if x in inits and users[x] > 1:
-                copy = onnx.TensorProto()
-                copy.CopyFrom(inits[x])
-                copy.name = f"{x}__fp32_{n.name}"
-                proto.graph.initializer.append(copy)
-                n.input[j] = copy.name
+                if x not in copies:
+                    copy = onnx.TensorProto()
+                    copy.CopyFrom(inits[x])
+                    copy.name = copies[x] = f"{x}__fp32_{n.name}"
+                    proto.graph.initializer.append(copy)
+                n.input[j] = copies[x]
     used = {x for n in proto.graph.node for x in n.input} | {o.name for o in proto.graph.output}
     kept = [i for i in proto.graph.initializer if i.name in used]
     if len(kept) != len(proto.graph.initializer):  # originals whose every consumer now has its own copy

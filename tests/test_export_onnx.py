@@ -152,3 +152,25 @@ def test_modelopt_autocast_gets_real_shaped_calibration_and_falls_back(exported,
     monkeypatch.setattr(fp16, "_convert_modelopt", broken)
     res = to_fp16(e.model, lambda p: compare_onnx(ref, p.SerializeToString(), feeds).errors, feeds=feeds)
     assert res.passed and res.converter.startswith("onnxconverter-common (modelopt-autocast failed: cupy missing")
+
+
+def test_fp16_keeps_a_node_that_takes_one_shared_constant_twice():
+    """A Slice kept FP32 whose starts and axes are the same shared initializer (onnxslim merges equal constants;
+    the five-level matting model has one): each kept node gets one FP32 copy, and the graph stays valid."""
+    from onnx import TensorProto, helper
+
+    from export.fp16 import convert
+
+    inits = [helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+             helper.make_tensor("two", TensorProto.INT64, [1], [3])]
+    nodes = [helper.make_node("Slice", ["x", "one", "two", "one"], ["a"], name="keep_me"),
+             helper.make_node("Slice", ["x", "one", "two", "one"], ["b"], name="other"),
+             helper.make_node("Add", ["a", "b"], ["y"], name="add")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 2, 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 2, 2])], inits)
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    fp16, _ = convert(proto, keep_nodes=("keep_me",), converter="onnxconverter-common")
+    onnx.checker.check_model(fp16, full_check=True)
+    x = np.random.default_rng(0).random((1, 4, 2, 2)).astype(np.float32)
+    got = ort_session(fp16.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, 2 * x[:, 1:3], atol=1e-3)
