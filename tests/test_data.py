@@ -25,24 +25,48 @@ def test_scene_is_reproducible_and_consistent():
 
 
 def test_scenes_have_the_promised_properties():
-    scenes = [make_scene(0, i, CFG) for i in range(24)]
+    scenes = [make_scene(0, i, CFG) for i in range(40)]
     flags = [s["flags"] for s in scenes]
     assert any(f["hair"] for f in flags) and any(f["semi_transparent"] for f in flags)
     assert any(f["low_contrast"] for f in flags) and not all(f["low_contrast"] for f in flags)
+    people = [f["people"] for f in flags]
+    assert 0 in people and 1 in people and max(people) >= 2  # nobody, one person, several: nothing to count on
     for s in scenes:
         a = s["alpha"]
+        if s["flags"]["people"] == 0:
+            assert a.max() == 0  # an empty room is all background
+            continue
         assert ((a > 0.05) & (a < 0.95)).any()  # soft edges: fractional alpha exists
-        assert s["depth"][a > 0.95].mean() > s["depth"][a < 0.05].mean() + 0.2  # subject near
+        assert s["depth"][a > 0.95].mean() > s["depth"][a < 0.05].mean() + 0.2  # people near
     hair = [s for s, f in zip(scenes, flags, strict=True) if f["hair"]][0]
     assert ((hair["alpha"] > 0.05) & (hair["alpha"] < 0.6)).sum() > 20  # thin strands, fractional
     semi = [s for s, f in zip(scenes, flags, strict=True) if f["semi_transparent"]][0]
     assert semi["semi"].any() and semi["alpha"][semi["semi"]].mean() < 0.95
     low = [s for s, f in zip(scenes, flags, strict=True) if f["low_contrast"]]
-    high = [s for s, f in zip(scenes, flags, strict=True) if not f["low_contrast"]]
+    high = [s for s, f in zip(scenes, flags, strict=True) if not f["low_contrast"] and f["people"]]
 
-    def contrast(s):
-        return np.abs(s["fg"].mean((0, 1)) - s["bg"].mean((0, 1))).sum()
+    def contrast(s):  # the clothes' colour against the background's, where the person is
+        body = s["alpha"] > 0.5
+        return np.abs(s["fg"][body].mean(0) - s["bg"][~body].mean(0)).sum()
     assert np.mean([contrast(s) for s in low]) < np.mean([contrast(s) for s in high])
+
+
+def test_people_are_not_where_a_shortcut_would_find_them():
+    """What the generator varies so a model cannot cheat: where people stand (some cut by the frame's
+    edges), how big they are, and props that take the people's colours but are background."""
+    scenes = [make_scene(0, i, SceneConfig(size=128)) for i in range(60)]
+    present = [s for s in scenes if s["flags"]["people"]]
+    cut = [s for s in present if max(s["alpha"][:, 0].max(), s["alpha"][:, -1].max(), s["alpha"][-1].max()) > 0.5]
+    assert 0.1 < len(cut) / len(present) < 0.9
+    centres = [np.argwhere(s["alpha"] > 0.5).mean(0)[1] / 128 for s in present if (s["alpha"] > 0.5).any()]
+    assert min(centres) < 0.3 and max(centres) > 0.7
+    areas = [float((s["alpha"] > 0.5).mean()) for s in present]
+    assert min(areas) < 0.08 and max(areas) > 0.3
+    # background pixels close to a person's skin colour exist (props in the people's palette)
+    from training.data.figures import SKIN
+    near_skin = [float((np.abs(s["bg"][s["alpha"] < 0.01][:, None, :] - SKIN[None]).max(2) < 0.08).mean())
+                 for s in scenes]
+    assert sum(v > 0.01 for v in near_skin) >= 3
 
 
 def _crosses(alpha, y, x, c):
@@ -73,8 +97,8 @@ def test_augment_keeps_keys_in_sync_and_composite_valid():
 
 
 def test_segmenter_like_degradation():
-    s = make_scene(0, 5, SceneConfig(size=128))
-    gt = s["alpha"]
+    # a person filling a good part of the frame: the mask a segmenter makes at low resolution keeps most of it
+    gt = max((make_scene(0, i, SceneConfig(size=128))["alpha"] for i in range(40)), key=lambda a: (a > 0.5).mean())
     outs = [degrade_alpha(np.random.default_rng(i), gt) for i in range(8)]
     for d in outs:
         assert d.shape == gt.shape and d.min() >= 0 and d.max() <= 1
@@ -149,7 +173,7 @@ def test_veil_depth_sees_partly_through():
         mixed, near = make_scene(2000, i, CFG), make_scene(2000, i, replace(CFG, veil_depth="near"))
         for k in ("image", "alpha", "fg", "bg"):
             np.testing.assert_array_equal(mixed[k], near[k])
-        if not mixed["flags"]["semi_transparent"]:  # no veil: the same depth too
+        if not mixed["flags"]["glass"]:  # no glass: the same depth too
             np.testing.assert_array_equal(mixed["depth"], near["depth"])
             continue
         see_through = mixed["semi"] & (mixed["alpha"] < 0.8)

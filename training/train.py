@@ -66,6 +66,10 @@ class TrainConfig:
     p_semi: float = 0.3          # share of generated scenes with a veil (synthetic.SceneConfig.p_semi)
     boundary_fraction: float = 0.7
     depth_dropout: float = 0.3
+    depth_source: str = "scene"  # matting / refiner D: "scene" (the generator's depth) or "model" (the frozen
+                                 # DepthNet as the runtime runs it, at half the model resolution)
+    depth_model: str | None = None  # the DepthNet for depth_source "model" (default: OUT/depth.safetensors)
+    p_depth_noise: float = 0.0   # share of kept depths given noise, low-frequency error and a gamma
     coarse_source: str = "mixed"  # model | cached | degraded | mixed (model or degraded per sample)
     p_degraded: float = 0.5
     seed: int = 0
@@ -98,10 +102,37 @@ def normalise_depth(d: torch.Tensor) -> torch.Tensor:
     return (d - lo) / (hi - lo + 1e-6)
 
 
-def depth_input(batch: dict, keep: torch.Tensor) -> torch.Tensor:
-    """Normalised depth, zeroed for samples without depth or dropped (keep = False)."""
+def depth_input(batch: dict, keep: torch.Tensor, depth_net=None, factor: int = 2) -> torch.Tensor:
+    """Normalised depth, zeroed for samples without depth or dropped (keep = False): the scene's, or with a
+    depth_net what the runtime feeds (`runtime_depth`, the image being `factor` x the depth model's input)."""
+    if depth_net is not None:
+        return runtime_depth(depth_net, batch["image"], factor) * keep.view(-1, 1, 1, 1).float()
     has = batch["has_depth"] & keep
     return normalise_depth(batch["depth"]) * has.view(-1, 1, 1, 1).float()
+
+
+@torch.no_grad()
+def runtime_depth(depth_net: torch.nn.Module, image: torch.Tensor, factor: int) -> torch.Tensor:
+    """Depth as the runtime makes it: the frame's planes averaged down `factor` x (the runtime's depth input is a
+    2x2 mean of the model planes; the refiner's crops are at twice the model resolution), the depth model,
+    min-max per image, bilinear back up."""
+    d = normalise_depth(depth_net(F.avg_pool2d(image, factor)))
+    return F.interpolate(d, size=image.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def perturb_depth(d: torch.Tensor, rng: np.random.Generator, p: float) -> torch.Tensor:
+    """A worse depth model, for a share p of the samples: noise, a low-frequency error and a gamma, so the
+    matting learns to doubt depth where the picture disagrees instead of copying it."""
+    out = d.clone()
+    for i in range(d.shape[0]):
+        if rng.random() >= p or not bool(d[i].any()):
+            continue
+        h, w = d.shape[-2:]
+        low = torch.from_numpy(rng.normal(0, rng.uniform(0.03, 0.15), (1, 1, 4, 4)).astype(np.float32))
+        low = F.interpolate(low, size=(h, w), mode="bicubic", align_corners=False)[0]
+        noise = torch.from_numpy(rng.normal(0, rng.uniform(0.0, 0.05), (1, h, w)).astype(np.float32))
+        out[i] = (d[i].clamp(0, 1) ** float(rng.uniform(0.6, 1.6)) + low + noise).clamp(0, 1)
+    return out
 
 
 def half(x: torch.Tensor) -> torch.Tensor:
@@ -139,19 +170,20 @@ def coarse_input(cfg: TrainConfig, matting, batch: dict, depth: torch.Tensor, rn
 # the loss of each stage -> (total, parts)
 
 
-def stage_loss(cfg: TrainConfig, model, matting, batch: dict, rng: np.random.Generator):
+def stage_loss(cfg: TrainConfig, model, matting, batch: dict, rng: np.random.Generator, depth_net=None):
     n = batch["image"].shape[0]
     image, alpha, has_alpha = batch["image"], batch["alpha"], batch["has_alpha"]
     has_fb = batch["has_fg"] & batch["has_bg"] & has_alpha
-    if cfg.stage == "depth":
-        target = normalise_depth(batch["depth"])
-        pred = model(image)
+    if cfg.stage == "depth":  # at the runtime's depth resolution: half the model resolution
+        target = normalise_depth(F.avg_pool2d(batch["depth"], 2))
+        pred = model(F.avg_pool2d(image, 2))
         parts = {"l1": losses.l1_alpha(pred, target, batch["has_depth"]),
                  "grad": losses.gradient_l1(pred, target, batch["has_depth"])}
         return parts["l1"] + cfg.lambda_grad * parts["grad"], parts
 
     keep = torch.from_numpy(rng.random(n) >= cfg.depth_dropout)
-    depth = depth_input(batch, keep)
+    depth = perturb_depth(depth_input(batch, keep, depth_net, 2 if cfg.stage == "matting" else 4), rng,
+                          cfg.p_depth_noise)
     if cfg.stage == "matting":
         pred = model(torch.cat([image, depth], 1))
         parts = {"alpha": losses.l1_alpha(pred, alpha, has_alpha),
@@ -215,6 +247,19 @@ def _frozen_matting(cfg: TrainConfig, out: Path):
             return checkpoint.frozen(model)
     raise TrainError(f"{out / 'matting.safetensors'}: stage {cfg.stage} needs a matting checkpoint "
                      "(train --stage matting first, pass --matting FILE, or --coarse-source cached)")
+
+
+def _frozen_depth(cfg: TrainConfig, out: Path):
+    """The DepthNet whose output the matting and refiner stages learn on (depth_source "model")."""
+    if cfg.stage == "depth" or cfg.depth_source == "scene":
+        return None
+    if cfg.depth_source != "model":
+        raise TrainError(f"--depth-source {cfg.depth_source!r}: expected scene or model")
+    path = Path(cfg.depth_model) if cfg.depth_model else out / "depth.safetensors"
+    if not path.is_file():
+        raise TrainError(f"{path}: --depth-source model needs a depth checkpoint (train --stage depth first, "
+                         "or pass --depth-model FILE)")
+    return checkpoint.frozen(checkpoint.load(str(path), "depth")[0])
 
 
 def _init_path(cfg: TrainConfig, out: Path) -> str | None:
@@ -300,9 +345,11 @@ def train(cfg: TrainConfig) -> torch.nn.Module:
     elif (init := _init_path(cfg, out)) is not None:
         checkpoint.load_into(model, init)
     matting = _frozen_matting(cfg, out)
+    depth_net = _frozen_depth(cfg, out)
     model.to(device).train()
-    if matting is not None:
-        matting.to(device)
+    for frozen in (matting, depth_net):
+        if frozen is not None:
+            frozen.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if resume is not None and resume["stage"] == cfg.stage:
         opt.load_state_dict(resume["optimizer"])
@@ -343,7 +390,7 @@ def train(cfg: TrainConfig) -> torch.nn.Module:
             rng = np.random.default_rng([cfg.seed, step, rank, 99])
             for g in opt.param_groups:
                 g["lr"] = lr_at(cfg.lr, step, total)
-            loss, parts = stage_loss(cfg, net, matting, batch, rng)
+            loss, parts = stage_loss(cfg, net, matting, batch, rng, depth_net)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -401,6 +448,12 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--boundary-fraction", type=float, default=d.boundary_fraction,
                    help="share of crops centred on the alpha boundary")
     p.add_argument("--depth-dropout", type=float, default=d.depth_dropout, help="probability of feeding D = 0")
+    p.add_argument("--depth-source", choices=["scene", "model"], default=d.depth_source,
+                   help="matting/refiner depth: the scene's, or the frozen DepthNet's as the runtime runs it")
+    p.add_argument("--depth-model", default=None, help="DepthNet checkpoint for --depth-source model "
+                                                       "(default: OUT/depth.safetensors)")
+    p.add_argument("--p-depth-noise", type=float, default=d.p_depth_noise,
+                   help="share of kept depths made worse (noise, low-frequency error, gamma)")
     p.add_argument("--coarse-source", choices=["model", "cached", "degraded", "mixed"], default=d.coarse_source,
                    help="refiner coarse input: frozen matting, cached alpha_coarse/, segmenter-like degraded GT, "
                         "or mixed (model or degraded per sample, cached where present)")

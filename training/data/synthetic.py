@@ -1,14 +1,16 @@
-"""Seeded synthetic scenes: foreground F, background B, alpha, depth and composite I.
+"""Seeded synthetic scenes of people: foreground F, background B, alpha, depth and composite I.
 
 Every scene is a pure function of (seed, index, SceneConfig), so a data stream is reproducible
 from any step on any rank without storing anything. Arrays are float32 in [0,1]:
 
     image, fg, bg  (H,W,3) RGB        alpha, depth  (H,W)        semi (H,W) bool, veil region
-    flags          {"low_contrast", "hair", "semi_transparent"}
+    flags          {"low_contrast", "hair", "semi_transparent" (a see-through region exists), "glass" (a glass is
+                   held, maybe all over the body), "people" (how many)}
 
 I = alpha * F + (1 - alpha) * B holds exactly, so the compositional loss is consistent.
-Depth is relative inverse depth (larger = nearer): subject near, background far, blurred at
-edges and noisy like the output of a monocular depth model.
+Depth is relative inverse depth (larger = nearer): people near, props a little nearer than the
+wall or floor behind them, blurred at edges and noisy like the output of a monocular depth model.
+The people, their hair, held things and the props are drawn by figures.py.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from .figures import figure, hair, hair_colour, held, props, skin_colour
 
 # Photos that ship inside installed packages; split so held-out scenes can use unseen ones.
 TRAIN_PHOTOS = ("coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "brick", "grass",
@@ -27,20 +31,22 @@ HELDOUT_PHOTOS = ("astronaut", "camera", "grace_hopper", "retina", "moon")
 @dataclass(frozen=True)
 class SceneConfig:
     size: int = 256                 # square side in pixels
-    p_low_contrast: float = 0.25    # foreground colours/texture drawn from the background's
-    p_hair: float = 0.5             # thin strands with fractional alpha
-    p_semi: float = 0.3             # a semi-transparent veil overlapping the subject
+    people: tuple[float, ...] = (0.06, 0.7, 0.18, 0.06)  # odds of 0, 1, 2, 3 people in a scene
+    p_low_contrast: float = 0.25    # clothes' colours/texture drawn from the background's
+    p_hair: float = 0.6             # hair on a head: a cap and thin strands with fractional alpha
+    p_semi: float = 0.3             # a held see-through glass (semi-transparent), per person
+    camera: bool = True             # defocus, uneven light and sensor noise, as trained (figures.py)
     p_photo_bg: float = 0.4         # photographic background when photos are importable
     photos: tuple[str, ...] = TRAIN_PHOTOS
-    depth_noise: float = 0.03       # std of per-pixel depth noise
+    depth_noise: float = 0.02       # std of per-pixel depth noise (of the depth target)
     # styles the recipe never trains on (robustness evaluation, see STYLES); the defaults are off
     bg_style: str = "train"         # "train" (textures, photos) | "tiles" (flat tiles, hard grout lines)
-    shape_style: str = "train"      # "train" (person, blob, polygon) | "unseen" (rings with a hole, thin limbs)
+    shape_style: str = "train"      # "train" (standing people) | "unseen" (arms raised overhead, lying down)
     noise: float = 0.0              # std of Gaussian sensor noise on the image
     blur: float = 0.0               # sigma of a camera blur (image and alpha alike)
     gain: float = 1.0               # exposure; < 1 is low light (then 8-bit quantised)
-    veil_depth: str = "mixed"       # "mixed": depth sees partly through a veil (near and far by its alpha);
-                                    # "near": a depth source that reads a veil as solid as the subject
+    veil_depth: str = "mixed"       # "mixed": depth sees partly through a glass (near and far by its alpha);
+                                    # "near": a depth source that reads a glass as solid as the subject
 
 
 # Unseen styles for `python -m training.evaluate --style NAME`: SceneConfig overrides.
@@ -48,7 +54,7 @@ STYLES: dict[str, dict] = {
     "in-distribution": {},
     "photos": {"photos": HELDOUT_PHOTOS, "p_photo_bg": 1.0},  # every background a photo never trained on
     "tiles": {"bg_style": "tiles"},
-    "shapes": {"shape_style": "unseen"},
+    "shapes": {"shape_style": "unseen"},  # poses: arms raised overhead, lying down
     "noise": {"noise": 0.05},
     "blur": {"blur": 1.5},
     "low-light": {"gain": 0.25, "noise": 0.01},
@@ -96,10 +102,22 @@ def _noise(rng: np.random.Generator, size: int, octaves: int = 4, base: int = 4)
 
 
 def _texture(rng: np.random.Generator, size: int, c0: np.ndarray | None = None, spread: float = 0.6) -> np.ndarray:
-    """A coloured procedural texture: noise, stripes or a gradient between two colours."""
+    """A coloured procedural texture: noise, stripes or a gradient between two colours, colour noise of many
+    colours, or blobs."""
     c0 = rng.random(3, dtype=np.float32) if c0 is None else c0
     c1 = np.clip(c0 + rng.normal(0, spread, 3).astype(np.float32), 0, 1)
-    kind = rng.integers(3)
+    kind = rng.integers(5 if spread > 0.3 else 3)  # (a low-contrast texture keeps to its colours)
+    if kind == 3:  # many colours at once: colour noise at a random scale (confetti to large patches)
+        n = int(rng.integers(3, max(4, size // 6)))
+        t3 = cv2.resize(rng.random((n, n, 3), dtype=np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+        return np.clip(t3 * rng.uniform(0.4, 1.0) + rng.uniform(0, 0.4), 0, 1).astype(np.float32)
+    if kind == 4:  # blobs: overlapping discs and ellipses of many colours on a base colour
+        out = np.broadcast_to(c0, (size, size, 3)).copy()
+        for _ in range(int(rng.integers(5, 30))):
+            cv2.ellipse(out, (int(rng.integers(size)), int(rng.integers(size))),
+                        (int(rng.integers(2, size // 5)), int(rng.integers(2, size // 5))), float(rng.uniform(0, 180)),
+                        0, 360, tuple(float(v) for v in rng.random(3)), -1, cv2.LINE_AA)
+        return out
     if kind == 0:
         t = _noise(rng, size, octaves=int(rng.integers(2, 6)), base=int(rng.integers(2, 8)))
     elif kind == 1:
@@ -123,60 +141,6 @@ def _photo_crop(rng: np.random.Generator, photo: np.ndarray, size: int) -> np.nd
     return crop[:, ::-1].copy() if rng.random() < 0.5 else crop
 
 
-def _subject_mask(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Binary subject silhouette (person-like, blob or polygon), uint8 {0,1}."""
-    m = np.zeros((size, size), np.uint8)
-    kind = rng.integers(3)
-    cx = int(size * rng.uniform(0.3, 0.7))
-    if kind == 0:  # head and shoulders, standing on the bottom edge
-        head_r = int(size * rng.uniform(0.09, 0.16))
-        head_y = int(size * rng.uniform(0.25, 0.45))
-        cv2.circle(m, (cx, head_y), head_r, 1, -1)
-        cv2.ellipse(m, (cx, size), (int(size * rng.uniform(0.22, 0.4)), int(size - head_y - head_r * 0.6)),
-                    0, 180, 360, 1, -1)
-        cv2.rectangle(m, (cx - head_r // 2, head_y), (cx + head_r // 2, head_y + 2 * head_r), 1, -1)
-    elif kind == 1:  # thresholded smooth noise blob around the centre
-        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-        r = np.hypot(xx - cx / size, yy - rng.uniform(0.4, 0.6))
-        field = _noise(rng, size, octaves=3, base=3) * 0.5 + (0.45 - r)
-        m = (field > 0.25).astype(np.uint8)
-    else:  # random star-shaped polygon
-        n = int(rng.integers(5, 12))
-        ang = np.sort(rng.uniform(0, 2 * np.pi, n))
-        rad = size * rng.uniform(0.15, 0.38, n)
-        cy = size * rng.uniform(0.4, 0.6)
-        pts = np.stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)], 1).astype(np.int32)
-        cv2.fillPoly(m, [pts], 1)
-    if m.sum() < size * size * 0.02:  # never an empty scene
-        cv2.circle(m, (size // 2, size // 2), size // 5, 1, -1)
-    return m
-
-
-def _strands(rng: np.random.Generator, mask: np.ndarray, n: int, ss: int = 4) -> np.ndarray:
-    """Hair-like strands growing out of the mask boundary, drawn 1 px wide at ss x resolution
-    and area-downsampled, so their alpha is fractional (about 1/ss per strand)."""
-    size = mask.shape[0]
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    pts = np.concatenate([c[:, 0] for c in contours], 0)
-    big = np.zeros((size * ss, size * ss), np.uint8)
-    ys, xs = np.nonzero(mask)
-    centre = np.array([xs.mean(), ys.mean()])
-    for _ in range(n):
-        p = pts[rng.integers(len(pts))].astype(np.float64)
-        d = p - centre
-        ang = np.arctan2(d[1], d[0]) + rng.normal(0, 0.5)
-        length = size * rng.uniform(0.03, 0.12)
-        steps = 12
-        curve = [p]
-        for _ in range(steps):
-            ang += rng.normal(0, 0.25)
-            p = p + length / steps * np.array([np.cos(ang), np.sin(ang)])
-            curve.append(p)
-        poly = (np.array(curve) * ss).astype(np.int32)
-        cv2.polylines(big, [poly], False, 255, thickness=int(rng.integers(1, 3)), lineType=cv2.LINE_AA)
-    return cv2.resize(big.astype(np.float32) / 255.0, (size, size), interpolation=cv2.INTER_AREA)
-
-
 def _tiles(rng: np.random.Generator, size: int) -> np.ndarray:
     """Unseen background style: flat-coloured tiles with grout lines, hard edges everywhere."""
     n = int(rng.integers(3, 12))
@@ -185,23 +149,6 @@ def _tiles(rng: np.random.Generator, size: int) -> np.ndarray:
     step, grout = size / n, max(1, round(size / n * 0.08))
     t[((yy % step) < grout) | ((xx % step) < grout)] = rng.uniform(0.0, 0.3)
     return t
-
-
-def _unseen_mask(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Unseen subject shapes, uint8 {0,1}: a ring (background shows through its hole) or thin limbs."""
-    m = np.zeros((size, size), np.uint8)
-    c = (int(size * rng.uniform(0.35, 0.65)), int(size * rng.uniform(0.4, 0.6)))
-    if rng.random() < 0.5:
-        r = int(size * rng.uniform(0.2, 0.35))
-        cv2.circle(m, c, r, 1, -1)
-        cv2.circle(m, c, int(r * rng.uniform(0.4, 0.7)), 0, -1)
-    else:
-        for _ in range(int(rng.integers(3, 7))):
-            ang, length = rng.uniform(0, 2 * np.pi), size * rng.uniform(0.2, 0.45)
-            end = (int(c[0] + length * np.cos(ang)), int(c[1] + length * np.sin(ang)))
-            cv2.line(m, c, end, 1, int(rng.integers(3, max(4, size // 25))))
-        cv2.circle(m, c, max(2, size // 16), 1, -1)
-    return m
 
 
 def _over(layers: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -216,16 +163,49 @@ def _over(layers: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.n
     return np.clip(fg, 0, 1), np.clip(a, 0, 1)
 
 
-def _depth(rng: np.random.Generator, size: int, solid: np.ndarray, noise: float) -> np.ndarray:
-    """Inverse depth: a far tilted floor/wall plane, a near subject, blurred edges and noise."""
+
+def _depth(rng: np.random.Generator, size: int, objects: list[tuple[np.ndarray, float]], noise: float) -> np.ndarray:
+    """Inverse depth: a far tilted floor/wall plane, then each object (coverage, nearness) back to front,
+    blurred at edges and with a depth model's noise and low-frequency error."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    far = rng.uniform(0.05, 0.2) + rng.uniform(0.0, 0.25) * yy + rng.uniform(-0.05, 0.05) * xx
-    near = rng.uniform(0.7, 0.9) + rng.uniform(-0.08, 0.08) * (yy - 0.5)
-    d = solid * near + (1 - solid) * far
-    d = cv2.GaussianBlur(d.astype(np.float32), (0, 0), rng.uniform(1.0, 3.0))
+    d = rng.uniform(0.05, 0.2) + rng.uniform(0.0, 0.25) * yy + rng.uniform(-0.05, 0.05) * xx
+    for cover, near in objects:
+        d = cover * near + (1 - cover) * d
+    d = cv2.GaussianBlur(d.astype(np.float32), (0, 0), rng.uniform(1.0, 2.0))
     d += noise * rng.standard_normal((size, size)).astype(np.float32)
-    d += 0.05 * (_noise(rng, size, octaves=2, base=3) - 0.5)  # low-frequency error of a depth model
+    d += 0.04 * (_noise(rng, size, octaves=2, base=3) - 0.5)
     return np.clip(d, 0, 1).astype(np.float32)
+
+
+def _cheap_texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A prop's surface: flat half the time (cheap, and props are often plain), else a texture."""
+    if rng.random() < 0.5:
+        return np.broadcast_to(rng.random(3, dtype=np.float32), (size, size, 3))
+    return _texture(rng, size)
+
+
+def _clothes(rng: np.random.Generator, size: int, bg: np.ndarray, low_contrast: bool) -> np.ndarray:
+    if low_contrast:  # colours and texture drawn close to the background's, as in a grey coat on a grey wall
+        near = np.clip(bg.mean((0, 1)) + rng.normal(0, 0.04, 3), 0, 1).astype(np.float32)
+        return 0.5 * _texture(rng, size, c0=near, spread=0.08) + 0.5 * bg[::-1, ::-1]
+    return _texture(rng, size)
+
+
+def _camera(rng: np.random.Generator, fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray):
+    """What a camera does, applied so I = aF + (1-a)B still holds: defocus on every layer, uneven light and
+    sensor noise on F and B alike (a(F+n) + (1-a)(B+n) = I + n)."""
+    size = alpha.shape[0]
+    if rng.random() < 0.3:
+        sigma = rng.uniform(0.3, 1.2)
+        fg, bg, alpha = (cv2.GaussianBlur(x, (0, 0), sigma) for x in (fg, bg, alpha))
+    light = np.float32(rng.uniform(0.7, 1.2))
+    if rng.random() < 0.4:
+        light = light * (0.8 + 0.4 * _noise(rng, size, octaves=2, base=2))[..., None]
+    fg, bg = fg * light, bg * light
+    if rng.random() < 0.4:
+        n = (rng.uniform(0.005, 0.03) * rng.standard_normal((size, size, 3))).astype(np.float32)
+        fg, bg = fg + n, bg + n
+    return np.clip(fg, 0, 1), np.clip(bg, 0, 1), alpha
 
 
 def make_scene(seed: int, index: int, cfg: SceneConfig = SceneConfig()) -> dict:
@@ -240,46 +220,54 @@ def make_scene(seed: int, index: int, cfg: SceneConfig = SceneConfig()) -> dict:
     style = np.random.default_rng([seed, index, 7])  # unseen styles draw here: the base scene stays the same
     if cfg.bg_style == "tiles":
         bg = _tiles(style, s)
+    pose = "unseen" if cfg.shape_style == "unseen" else "train"
+    n_people = int(rng.choice(len(cfg.people), p=np.asarray(cfg.people) / sum(cfg.people)))
     low_contrast = bool(rng.random() < cfg.p_low_contrast)
-    if low_contrast:  # subject colours and texture drawn close to the background's mean colour
-        fg_col = _texture(rng, s, c0=np.clip(bg.mean((0, 1)) + rng.normal(0, 0.04, 3), 0, 1).astype(np.float32),
-                          spread=0.08)
-        fg_col = 0.5 * fg_col + 0.5 * bg[::-1, ::-1]
-    else:
-        fg_col = _texture(rng, s)
-
-    mask = _subject_mask(rng, s)
-    if cfg.shape_style == "unseen":
-        mask = _unseen_mask(style, s)
-    soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), rng.uniform(0.4, 1.5))
-    layers = [(fg_col, soft)]
-    hair = bool(rng.random() < cfg.p_hair)
-    if hair:
-        strands = _strands(rng, mask, int(rng.integers(15, 60)))
-        hair_col = np.clip(fg_col.mean((0, 1)) * rng.uniform(0.3, 1.2) + rng.normal(0, 0.05, 3), 0, 1)
-        layers.append((np.broadcast_to(hair_col.astype(np.float32), (s, s, 3)), strands))
-    semi_transparent = bool(rng.random() < cfg.p_semi)
+    skins = [skin_colour(rng) for _ in range(max(n_people, 1))]
+    tops = [_clothes(rng, s, bg, low_contrast) for _ in range(n_people)]
+    palette = skins + [t.mean((0, 1)) for t in tops]
+    depth_objects = []
+    scenery = props(rng, s, s, palette, lambda r: _cheap_texture(r, s))  # background: alpha 0
+    for col, m in scenery:
+        bg = col * m[..., None] + bg * (1 - m[..., None])
+        depth_objects.append((m, float(rng.uniform(0.2, 0.4))))
+    layers: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros((s, s, 3), np.float32), np.zeros((s, s), np.float32))]
+    hair_any = glass_any = False
     semi = np.zeros((s, s), bool)
-    if semi_transparent:  # a veil or glass pane overlapping the subject's edge
-        ys, xs = np.nonzero(mask)
-        k = int(rng.integers(len(ys)))
-        veil = np.zeros((s, s), np.uint8)
-        cv2.ellipse(veil, (int(xs[k]), int(ys[k])), (int(s * rng.uniform(0.08, 0.2)), int(s * rng.uniform(0.08, 0.2))),
-                    float(rng.uniform(0, 180)), 0, 360, 1, -1)
-        semi = veil.astype(bool)
-        veil_a = cv2.GaussianBlur(veil.astype(np.float32), (0, 0), 1.0) * rng.uniform(0.25, 0.7)
-        layers.append((_texture(rng, s, spread=0.2), veil_a))
-    # the subject and hair without the veil: what a depth source that sees partly through the veil finds near
-    opaque = _over(layers[:-1])[1] if semi_transparent and cfg.veil_depth == "mixed" else None
+    for k in range(n_people):  # back to front
+        fig = (figure(style, s, s, pose) if pose == "unseen" else figure(rng, s, s))
+        near = float(rng.uniform(0.6, 0.9)) + 0.03 * k
+        bottom = _clothes(rng, s, bg, low_contrast) if rng.random() < 0.7 else tops[k]
+        col = tops[k] * (1 - fig.lower[..., None]) + bottom * fig.lower[..., None]
+        col = col * (1 - fig.skin[..., None]) + skins[k] * fig.skin[..., None]
+        layers.append((col.astype(np.float32), fig.body))
+        cover = fig.body
+        if rng.random() < cfg.p_hair:
+            strands = hair(rng, fig, s, s)
+            layers.append((np.broadcast_to(hair_colour(rng), (s, s, 3)), strands))
+            cover = np.maximum(cover, (strands > 0.05) * 0.9)
+            hair_any = True
+        if fig.hands and rng.random() < 0.15:  # a held phone or bottle: part of the subject
+            thing = held(rng, fig, s, s)
+            layers.append((_cheap_texture(rng, s), thing))
+            cover = np.maximum(cover, thing)
+        depth_objects.append((cover, near))
+        if fig.hands and rng.random() < cfg.p_semi:  # a held glass: see-through, a semi-transparent region
+            glass = held(rng, fig, s, s)
+            glass_a = glass * rng.uniform(0.2, 0.6)
+            layers.append((_texture(rng, s, spread=0.2), glass_a))
+            semi |= glass > 0.5
+            glass_any = True
+            # depth sees partly through the glass ("mixed") or reads it as solid ("near", an unseen style)
+            depth_objects.append((glass_a if cfg.veil_depth == "mixed" else glass, near))
     fg, alpha = _over(layers)
-    alpha = np.where(alpha < 0.5 / 255, 0.0, np.where(alpha > 254.5 / 255, 1.0, alpha))  # cut Gaussian tails
+    alpha = np.where(alpha < 0.5 / 255, 0.0, np.where(alpha > 254.5 / 255, 1.0, alpha)).astype(np.float32)
+    semi &= (alpha > 0.02) & (alpha < 0.98)  # a glass in front of the body is not see-through there
+    semi_any = bool(semi.any())
+    if cfg.camera:
+        fg, bg, alpha = _camera(rng, fg, bg.astype(np.float32), alpha)
     image = alpha[..., None] * fg + (1 - alpha[..., None]) * bg
-    if opaque is None:
-        solid = np.maximum(soft, (alpha > 0.05).astype(np.float32) * 0.9)  # hair strands read as near
-    else:  # a see-through veil: its depth is near and far weighted by its alpha (as a time-of-flight return
-        # mixes the veil and what lies behind it), not that of the subject
-        solid = np.maximum(np.maximum(soft, (opaque > 0.05).astype(np.float32) * 0.9), veil_a)
-    depth = _depth(rng, s, solid, cfg.depth_noise)
+    depth = _depth(rng, s, depth_objects, cfg.depth_noise)
     if cfg.blur > 0:  # an out-of-focus camera: the matte is as soft as the picture
         image, fg, bg, alpha = (cv2.GaussianBlur(x, (0, 0), cfg.blur) for x in (image, fg, bg, alpha))
     if cfg.gain != 1.0:  # low light: every layer darker by the same factor, so I = aF + (1-a)B still holds
@@ -290,4 +278,5 @@ def make_scene(seed: int, index: int, cfg: SceneConfig = SceneConfig()) -> dict:
         image = np.round(np.clip(image, 0, 1) * 255) / 255
     return {"image": image.astype(np.float32), "fg": fg.astype(np.float32), "bg": bg.astype(np.float32),
             "alpha": alpha.astype(np.float32), "depth": depth, "semi": semi & (alpha > 0.02) & (alpha < 0.98),
-            "flags": {"low_contrast": low_contrast, "hair": hair, "semi_transparent": semi_transparent}}
+            "flags": {"low_contrast": low_contrast and n_people > 0, "hair": hair_any, "semi_transparent": semi_any,
+                      "glass": glass_any, "people": n_people}}

@@ -5,9 +5,9 @@ any dataset folders given), within a bounded CPU budget.
     python -m export.recipe default [same flags] [--bundle DIR]   # the same, then the ONNX bundle and its metrics
 
 Same seed, same bytes: every sample is a pure function of (seed, index) and the loop is
-deterministic on a given machine and thread count. The default run is short (about 9 minutes on 2
-CPU cores; the shipped checkpoints); --scale 6 is about an hour and trains better models;
---quick (under a minute) exists for tests. Checkpoints: OUT/<kind>.safetensors +
+deterministic on a given machine and thread count. The default run is the shipped checkpoints (about
+75 minutes on 2 CPU cores, a progress bar per stage and loss curves as PNG beside the checkpoints);
+--scale multiplies every stage's steps; --quick (under a minute) exists for tests. Checkpoints: OUT/<kind>.safetensors +
 .json (the refiner after stage 2 is kept in OUT/refiner-wild/ for the stage 2 vs 3 comparison);
 optimizer states are removed at the end so the folder stays small enough to commit. Training never
 imports export: the bundle is the exporter's step (export/recipe.py).
@@ -27,17 +27,18 @@ class RecipeConfig:
     out: str = "training/checkpoints/default"
     data: tuple[str, ...] = ()     # dataset folders added to the generator
     seed: int = 0
-    depth_steps: int = 200
-    matting_steps: int = 800
-    wild_steps: int = 60
-    synthetic_steps: int = 600
+    depth_steps: int = 1500
+    matting_steps: int = 4800
+    wild_steps: int = 100
+    synthetic_steps: int = 1500
     batch_size: int = 8
-    crop: int = 160
+    model_crop: int = 256          # depth and matting: the runtime's model resolution (short side)
+    crop: int = 160                # refiner stages: crops at the refine resolution
     scale: float = 1.0             # multiplies every stage's steps (longer runs, better models)
     progress: bool = True
 
 
-QUICK = dict(depth_steps=6, matting_steps=10, wild_steps=4, synthetic_steps=8, batch_size=2, crop=64)
+QUICK = dict(depth_steps=6, matting_steps=10, wild_steps=4, synthetic_steps=8, batch_size=2, model_crop=64, crop=64)
 
 
 def stages(cfg: RecipeConfig) -> list[TrainConfig]:
@@ -46,13 +47,18 @@ def stages(cfg: RecipeConfig) -> list[TrainConfig]:
     def n(steps: int) -> int:
         return max(1, round(steps * cfg.scale))
 
-    return [replace(base, stage="depth", steps=n(cfg.depth_steps), lr=3e-3),
-            replace(base, stage="matting", steps=n(cfg.matting_steps), lr=3e-3, depth_dropout=0.5),
-            replace(base, stage="refiner-wild", steps=n(cfg.wild_steps), lr=1e-3),
-            # stage 3 beats stage 2 inside veils because depth sees partly through them (the generator's
-            # veil_depth); with veils as solid as the subject it does not (bench/quality.md, near-veils)
-            replace(base, stage="refiner-synthetic", steps=n(cfg.synthetic_steps), lr=3e-3,
-                    coarse_source="mixed", p_degraded=0.4)]
+    # matting and refiner learn on the depth the runtime feeds them (our DepthNet at half the model
+    # resolution, with its errors), made worse now and then (noise, gamma) or dropped, so a poor depth
+    # degrades the matte instead of erasing the subject
+    runtime_depth = dict(depth_source="model", p_depth_noise=0.4)
+    return [replace(base, stage="depth", steps=n(cfg.depth_steps), lr=3e-3, crop=cfg.model_crop),
+            replace(base, stage="matting", steps=n(cfg.matting_steps), lr=3e-3, crop=cfg.model_crop,
+                    depth_dropout=0.3, **runtime_depth),
+            replace(base, stage="refiner-wild", steps=n(cfg.wild_steps), lr=1e-3, depth_dropout=0.2, **runtime_depth),
+            # stage 3 beats stage 2 inside glasses because depth sees partly through them (the generator's
+            # veil_depth); with glasses as solid as the subject it does not (bench/quality.md, near-veils)
+            replace(base, stage="refiner-synthetic", steps=n(cfg.synthetic_steps), lr=3e-3, depth_dropout=0.2,
+                    coarse_source="mixed", p_degraded=0.4, **runtime_depth)]
 
 
 def run(cfg: RecipeConfig, log=lambda _msg: None) -> Path:
