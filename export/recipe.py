@@ -39,6 +39,21 @@ def export_default(checkpoints: Path, bundle: Path, log) -> bool:
     return True
 
 
+def export_stage2(checkpoints: Path, log) -> Path | None:
+    """The stage-2 refiner (kept by the recipe in CHECKPOINTS/refiner-wild/) as ONNX beside its weights, so
+    `python -m training.evaluate --bundle ... --stage2 FILE` can put stage 2 against stage 3 as run."""
+    folder = checkpoints / "refiner-wild"
+    if not (folder / "refiner.safetensors").is_file():
+        return None
+    from .onnx import export_onnx
+
+    model, _ = checkpoint.load(folder, "refiner")
+    path = folder / "refiner.onnx"
+    path.write_bytes(export_onnx(model, "refiner").model.SerializeToString())
+    log(f"stage-2 refiner written to {path}")
+    return path
+
+
 def record_metrics(checkpoints: Path, bundle: Path, log) -> Path:
     """The bundle's held-out numbers, run through the runtime, written beside the checkpoints."""
     path = checkpoints / METRICS
@@ -114,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             if not export_default(out, Path(a.bundle), print):
                 return 1
             record_metrics(out, Path(a.bundle), print)
+            export_stage2(out, print)
         else:
             export_real_world(out, Path(a.bundle), print)
     except errors as e:

@@ -132,6 +132,39 @@ def test_recipe_then_export_from_the_command_line(quick, tmp_path, capsys):
     assert rec["bundle"] == str(tmp_path / "b") and (tmp_path / "b" / "manifest.json").is_file()
     measured = bundle_metrics.compute(tmp_path / "b", bundle_metrics.BundleMetricsConfig(**rec["config"]))
     assert bundle_metrics.mismatches(rec, measured) == []
+    assert (out / "refiner-wild" / "refiner.onnx").is_file()  # stage 2 as ONNX, for the as-run stage 3 vs 2 row
     capsys.readouterr()
     assert default.main(["--quick", "--no-progress", "--out", str(tmp_path / "c")]) == 0
     assert "python -m export.recipe default --export-only --out" in capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_evaluate_a_bundle_as_run(quick, tmp_path, capsys):
+    """python -m training.evaluate --bundle: scenes through wbg_edge.Pipeline, per style against the best constant
+    alpha, with the three claims' rows (stage 2 from the ONNX the recipe exports)."""
+    pytest.importorskip("onnx", reason="the [export] extra is not installed")
+    from export import recipe
+    from training.evaluate_bundle import BundleEvalConfig, evaluate_bundle
+
+    ck = tmp_path / "ckpt"
+    shutil.copytree(quick / "a", ck)
+    assert recipe.main(["default", "--export-only", "--quick", "--out", str(ck), "--bundle", str(tmp_path / "b")]) == 0
+    stage2 = ck / "refiner-wild" / "refiner.onnx"
+    rc = evaluate.main(["--bundle", str(tmp_path / "b"), "--stage2", str(stage2), "--n", "3", "--frame-size", "128",
+                        "--style", "in-distribution", "--out", str(tmp_path / "ev")])
+    text = capsys.readouterr().out
+    assert rc == 0 and "| in-distribution | yes | 3 |" in text and "stage 3 helps transparency" in text
+    res = json.loads((tmp_path / "ev" / "as_run.json").read_text())
+    row = res["styles"][0]
+    runs = row["runs"]
+    assert {"pipeline", "coarse", "coarse-no-depth", "pipeline-no-depth", "pipeline-stage2"} <= set(runs)
+    assert row["mse_ratio"] == pytest.approx(runs["pipeline"]["whole_mse"] / row["constant_mse"])
+    # the best constant is the set's mean alpha: any other constant does worse
+    from training.data.synthetic import SceneConfig, make_scene
+    gts = [make_scene(1000, i, SceneConfig(size=128))["alpha"] for i in range(3)]
+    worse = np.mean([np.mean((g - (row["constant"] + 0.05)) ** 2) * 1000 for g in gts])
+    assert row["constant_mse"] < worse
+    assert cv2.imread(str(tmp_path / "ev" / "as_run_contact.png")) is not None
+    tiles = evaluate_bundle(BundleEvalConfig(bundle=str(tmp_path / "b"), n=2, size=128, styles=("tiles",)))
+    assert [r["style"] for r in tiles["styles"]] == ["tiles"] and "pipeline-stage2" not in tiles["styles"][0]["runs"]
+    assert evaluate.main(["--bundle", str(tmp_path / "nope")]) == 2
+    assert "nope: not a bundle folder" in capsys.readouterr().out

@@ -58,8 +58,9 @@ def _zero_refiner(inputs: dict, outputs: dict) -> bytes:
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
 
 
-def variants(bundle: str | Path, tmp: Path) -> dict[str, Path]:
-    """Bundle folders for the three runs (see the module docstring), written under `tmp`."""
+def variants(bundle: str | Path, tmp: Path, stage2: str | Path | None = None) -> dict[str, Path]:
+    """Bundle folders for the three runs (see the module docstring), written under `tmp`; with `stage2` (a
+    refiner ONNX file, the recipe's stage-2 refiner) a fourth, "stage2", with that refiner in place."""
     from wbg_edge.bundle import load_bundle, sha256_file, write_bundle
 
     b = load_bundle(bundle)
@@ -71,6 +72,11 @@ def variants(bundle: str | Path, tmp: Path) -> dict[str, Path]:
     zero.write_bytes(_zero_refiner(refiner.inputs, refiner.outputs))
     chosen = {"refined_fp32": [*fp32, refiner], "refined_fp16": [*fp32, onnx[("refiner", "fp16")]],
               "coarse": [*fp32, replace(refiner, file=zero.name, sha256=sha256_file(zero), validation=None)]}
+    if stage2 is not None:
+        other = tmp / "stage2" / "refiner.stage2.onnx"
+        other.parent.mkdir(parents=True)
+        shutil.copyfile(stage2, other)
+        chosen["stage2"] = [*fp32, replace(refiner, file=other.name, sha256=sha256_file(other), validation=None)]
     roots = {}
     for name, arts in chosen.items():
         root = tmp / name

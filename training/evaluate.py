@@ -1,6 +1,11 @@
 """Evaluate a checkpoint folder on held-out scenes: coarse vs refined, with vs without depth.
 
     python -m training.evaluate --checkpoint training/checkpoints/default [--data synthetic|DIR ...]
+    python -m training.evaluate --bundle wbg_edge/models/default [--style all]   # as run: the headline numbers
+
+The first form runs the checkpoints in torch (a training-time view, true depth in); the second,
+training/evaluate_bundle.py, runs an exported bundle through wbg_edge.Pipeline exactly as the runtime
+does, and is where the README's and bench/quality.md's headline numbers come from.
 
 Prints SAD (/1000), MSE (x1000), gradient and connectivity errors (/1000), per image averaged,
 on the whole image and the boundary band (trimap unknown region), for:
@@ -214,7 +219,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--band-radius", type=int, default=d.band_radius)
     p.add_argument("--out", default=None, help="folder for results.json and contact_sheet.png")
     p.add_argument("--sheet-rows", type=int, default=d.sheet_rows)
+    g = p.add_argument_group("as run", "--bundle DIR: the bundle through wbg_edge.Pipeline itself, every style "
+                                       "(training/evaluate_bundle.py); the flags above but --n, --seed, --out "
+                                       "and --style do not apply")
+    g.add_argument("--bundle", default=None, help="an exported bundle folder to run as the runtime runs it")
+    g.add_argument("--stage2", default=None, help="the stage-2 refiner as ONNX (the recipe writes "
+                                                  "CHECKPOINT/refiner-wild/refiner.onnx) for the stage 3 vs 2 row")
+    g.add_argument("--frame-size", type=int, default=512, help="side of the held-out frames (as run)")
     a = vars(p.parse_args(argv))
+    bundle, stage2, frame_size = a.pop("bundle"), a.pop("stage2"), a.pop("frame_size")
+    if bundle is not None:
+        return _main_bundle(bundle, stage2, frame_size, a)
     a["data"] = tuple(a["data"])
     cfg = EvalConfig(**a)
     from .data.folders import DatasetError
@@ -234,6 +249,24 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(result["table"]))
     if cfg.out:
         print(f"wrote {Path(cfg.out) / 'results.json'}")
+    return 0
+
+
+def _main_bundle(bundle: str, stage2: str | None, size: int, a: dict) -> int:
+    from .evaluate_bundle import AS_RUN_STYLES, BundleEvalConfig, evaluate_bundle, format_result
+
+    if not (Path(bundle) / "manifest.json").is_file():
+        print(f"error: {bundle}: not a bundle folder (expected manifest.json and ONNX files)")
+        return 2
+    if stage2 is not None and not Path(stage2).is_file():
+        print(f"error: --stage2 {stage2}: no such file (expected the stage-2 refiner as ONNX)")
+        return 2
+    styles = AS_RUN_STYLES if a["style"] == "all" else (a["style"],)
+    cfg = BundleEvalConfig(bundle=bundle, stage2=stage2, n=a["n"], size=size, seed=a["seed"], styles=styles,
+                           out=a["out"])
+    print(format_result(evaluate_bundle(cfg)))
+    if cfg.out:
+        print(f"wrote {Path(cfg.out) / 'as_run.json'} and {Path(cfg.out) / 'as_run_contact.png'}")
     return 0
 
 
