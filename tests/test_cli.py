@@ -238,7 +238,9 @@ def test_demo_writes_video_and_contact_sheet_here(tmp_path):
     assert read_back(tmp_path / "wbg-edge-demo.mp4") == (9, (96, 128, 3))  # the generated clip, then the person
     assert cv2.imread(str(tmp_path / "wbg-edge-demo.png")) is not None
     assert out[0].startswith("demo: generated clip, 6 frames at 128x96 through bundle synthetic (") and " fps" in out[0]
-    assert out[1].startswith("demo: real person, 3 frames at 128x96 through bundle real (") and " fps" in out[1]
+    assert out[1].startswith("demo: generated clip: matte IoU against the clip's own alpha ")
+    assert "worst frame" in out[1]
+    assert out[2].startswith("demo: real person, 3 frames at 128x96 through bundle real (") and " fps" in out[2]
 
 
 def test_runtime_needs_neither_pyav_nor_torch(tmp_path):

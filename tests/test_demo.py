@@ -5,9 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from wbg_edge.demo import run_demo
+from wbg_edge import Pipeline
+from wbg_edge.demo import iou, run_demo
 from wbg_edge.pipeline import PipelineConfig
 from wbg_edge.portrait import PanClip, astronaut
+from wbg_edge.synthetic import SyntheticClip
 
 W, H = 320, 180
 
@@ -66,3 +68,34 @@ def test_pan_clip_moves_the_photo_inside_the_frame():
     assert frame.shape == (720, 1280, 3) and (frame[:, : x] == 128).all() and (frame[:, x + w:] == 128).all()
     small = PanClip(astronaut(), 128, 96, frames=40)  # little room: a smaller step, still inside
     assert all(0 <= small.box(i)[0] and small.box(i)[0] + small.size[0] <= 128 for i in range(40))
+
+
+def test_iou_counts_pixels_over_half():
+    truth = np.zeros((4, 4), np.float32)
+    truth[:2] = 1.0
+    alpha = np.zeros((4, 4), np.uint8)
+    alpha[:1] = 255
+    alpha[3, 3] = 128  # just over half in u8
+    assert iou(alpha, truth) == 4 / 9 and iou(alpha.astype(np.float32) / 255, truth) == 4 / 9
+    assert iou(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.float32)) == 1.0
+
+
+def test_demo_reports_the_iou_of_what_it_showed(tmp_path):
+    """The demo's IoU is that of the frames it ran, against the clip's own alpha (recomputed here frame by
+    frame through Pipeline.process)."""
+    res = run_demo(tmp_path, frames=3, width=W, height=H, config=PipelineConfig(threads=2), person_frames=0)
+    clip = SyntheticClip(W, H, 3)
+    with Pipeline(PipelineConfig(threads=2, mode="alpha")) as pipe:
+        ious = [iou(pipe.process(clip.frame(i)[0]).alpha, clip.frame(i)[1]) for i in range(3)]
+    mean, worst = res.parts[0].iou
+    assert abs(mean - np.mean(ious)) < 1e-3 and abs(worst - min(ious)) < 1e-3
+
+
+def test_the_default_bundle_finds_the_demo_figure():
+    """The newcomer's first sight at 720p: the shipped bundle's matte against the clip's own alpha. A floor under
+    what it does now (mean 0.88 on these frames; the bundle before it: 0.41), not yet issue 21's bar (mean >= 0.95,
+    every frame >= 0.9, the acceptance check demo-matte): its arms are still missed."""
+    clip = SyntheticClip(1280, 720, 40)
+    with Pipeline(PipelineConfig(threads=2, mode="alpha")) as pipe:
+        ious = [iou(pipe.process(clip.frame(i)[0]).alpha, clip.frame(i)[1]) for i in (0, 7, 13, 26, 33)]
+    assert np.mean(ious) >= 0.85 and min(ious) >= 0.75, ious

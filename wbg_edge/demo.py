@@ -24,6 +24,7 @@ class DemoPart:
     frames: int
     fps: float            # of the stream itself (capture, models, encode), not counting model loading
     backend: str
+    iou: tuple[float, float] | None = None  # generated clip: (mean, worst frame) IoU of alpha > 0.5 vs its alpha
 
 
 @dataclass
@@ -56,6 +57,14 @@ def contact_sheet(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], width: 
                         cv2.LINE_AA)
         tiles.append(np.hstack(parts))
     return np.vstack(tiles)
+
+
+def iou(alpha: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union of alpha > 0.5 (u8 alpha: > 127) and truth > 0.5; 1 when both are empty."""
+    a = alpha > (127 if alpha.dtype == np.uint8 else 0.5)
+    t = truth > 0.5
+    union = np.count_nonzero(a | t)
+    return np.count_nonzero(a & t) / union if union else 1.0
 
 
 def run_demo(out_dir: str | os.PathLike = ".", frames: int = 75, width: int = 1280, height: int = 720,
@@ -91,12 +100,16 @@ def run_demo(out_dir: str | os.PathLike = ".", frames: int = 75, width: int = 12
     rows, labels, parts = [], [], []
     with open_sink(str(video), fps=25.0) as sink:  # both clips, one after the other, in one video
         for name, n, cfg, opener in clips:
-            picks = {0, n // 3, (2 * n) // 3, n - 1} if name == "generated clip" else {0, n // 2}
+            generated = name == "generated clip"
+            picks = {0, n // 3, (2 * n) // 3, n - 1} if generated else {0, n // 2}
+            truth, ious = SyntheticClip(width, height, frames) if generated else None, []
             stats, pipe = StreamStats(), Pipeline(cfg)
             bundle = describe_bundle(cfg.bundle, pipe.bundle)
             try:
                 with opener() as src:
                     for tick in run_stream(src, pipe, sink, mode="composite", stats=stats):
+                        if truth is not None:  # the clip knows its alpha: say how much of it the matte got
+                            ious.append(iou(tick.matte.alpha, truth.frame(tick.index)[1]))
                         if tick.index in picks:  # copies: the pipeline reuses its buffers
                             rows.append((tick.frame.copy(), tick.matte.alpha.copy(), tick.image.copy()))
                             labels.append(f"{name}: bundle {bundle.split(' (')[0].rsplit('/', 1)[-1]}")
@@ -104,7 +117,8 @@ def run_demo(out_dir: str | os.PathLike = ".", frames: int = 75, width: int = 12
                             progress(sum(p.frames for p in parts) + tick.index + 1, total)
             finally:
                 pipe.close()
-            parts.append(DemoPart(name, bundle, stats.frames, stats.fps, str(getattr(pipe, "backend_name", "?"))))
+            parts.append(DemoPart(name, bundle, stats.frames, stats.fps, pipe.backend_name,
+                                  (float(np.mean(ious)), float(np.min(ious))) if ious else None))
     cv2.imwrite(str(sheet), contact_sheet(rows, labels=labels))
     gen = parts[0]
     return DemoResult(video=video, sheet=sheet, frames=gen.frames, fps=gen.fps, size=(width, height),

@@ -38,6 +38,9 @@ def cmd_demo(args) -> int:
     for part in res.parts:
         print(f"demo: {part.clip}, {part.frames} frames at {w}x{h} through bundle {part.bundle} ({part.backend}): "
               f"{part.fps:.1f} fps")
+        if part.iou is not None:
+            print(f"demo: {part.clip}: matte IoU against the clip's own alpha {part.iou[0]:.3f} mean, "
+                  f"{part.iou[1]:.3f} worst frame (1 = every pixel right)")
     print(f"demo: wrote {res.video} (composite video, the clips one after the other) and {res.sheet} "
           f"(contact sheet: input | alpha | composite)")
     return 0
