@@ -331,10 +331,9 @@ def test_pipeline_default_carries_foreground_colours_and_off_keeps_the_frame():
 
     from wbg_edge.pipeline import Pipeline
     from wbg_edge.settings import PipelineConfig
+    from wbg_edge.synthetic import SyntheticClip
 
-    frame = np.full((240, 320, 3), 20, np.uint8)
-    cv2.circle(frame, (160, 120), 60, (40, 200, 230), -1)
-    frame = cv2.GaussianBlur(frame, (0, 0), 3.0)
+    frame = cv2.GaussianBlur(SyntheticClip(320, 240, 4).frame(1)[0], (0, 0), 1.5)  # a figure the bundle finds
     out = {}
     for fg in (True, False):
         for mode, bg in (("rgba", "transparent"), ("composite", "white")):
