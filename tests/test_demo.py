@@ -99,3 +99,9 @@ def test_the_default_bundle_finds_the_demo_figure():
     with Pipeline(PipelineConfig(threads=2, mode="alpha")) as pipe:
         ious = [iou(pipe.process(clip.frame(i)[0]).alpha, clip.frame(i)[1]) for i in (0, 7, 13, 26, 33)]
     assert np.mean(ious) >= 0.85 and min(ious) >= 0.75, ious
+
+
+def test_clip_alpha_alone_is_the_frames_alpha():
+    clip = SyntheticClip(W, H, 9)
+    for i in (0, 4, 8):
+        np.testing.assert_array_equal(clip.alpha(i), clip.frame(i)[1])

@@ -90,7 +90,7 @@ def variants(bundle: str | Path, tmp: Path, stage2: str | Path | None = None) ->
     return roots
 
 
-def _frame(rgb: np.ndarray) -> np.ndarray:
+def as_frame(rgb: np.ndarray) -> np.ndarray:
     """A generated scene (float RGB in [0, 1]) as the u8 BGR frame a camera would give."""
     return np.ascontiguousarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)[..., ::-1])
 
@@ -109,7 +109,7 @@ def compute(bundle: str | Path, cfg: BundleMetricsConfig = BundleMetricsConfig()
             with Pipeline(pc) as pipe:
                 for sc in scenes:
                     pipe.reset()  # scenes are unrelated frames: no smoothing or depth carried over
-                    alpha, gt = pipe.process(_frame(sc["image"])).alpha, sc["alpha"]
+                    alpha, gt = pipe.process(as_frame(sc["image"])).alpha, sc["alpha"]
                     band = metrics.boundary_band(gt, cfg.band_radius)
                     acc.setdefault(f"band_sad_{name}", []).append(metrics.sad(alpha, gt, band))
                     acc.setdefault(f"band_grad_{name}", []).append(metrics.gradient_error(alpha, gt, band))

@@ -219,9 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--band-radius", type=int, default=d.band_radius)
     p.add_argument("--out", default=None, help="folder for results.json and contact_sheet.png")
     p.add_argument("--sheet-rows", type=int, default=d.sheet_rows)
-    g = p.add_argument_group("as run", "--bundle DIR: the bundle through wbg_edge.Pipeline itself, every style "
-                                       "(training/evaluate_bundle.py); the flags above but --n, --seed, --out "
-                                       "and --style do not apply")
+    g = p.add_argument_group("as run", "--bundle DIR: the bundle through wbg_edge.Pipeline itself "
+                                       "(training/evaluate_bundle.py); of the flags above only --n, --seed, --out "
+                                       "and --style apply")
     g.add_argument("--bundle", default=None, help="an exported bundle folder to run as the runtime runs it")
     g.add_argument("--stage2", default=None, help="the stage-2 refiner as ONNX (the recipe writes "
                                                   "CHECKPOINT/refiner-wild/refiner.onnx) for the stage 3 vs 2 row")

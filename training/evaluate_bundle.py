@@ -3,7 +3,7 @@ frame (our depth model, the bundle's own model and refine resolutions, its patch
 Matte's alpha is measured. No torch model runs here, and no pipeline step is re-implemented.
 
     python -m training.evaluate --bundle wbg_edge/models/default [--stage2 CKPT/refiner-wild/refiner.onnx]
-                                [--n 48] [--size 512] [--style all] [--out DIR]
+                                [--n 48] [--frame-size 512] [--style all] [--out DIR]
 
 For each generator style (synthetic.STYLES; all but in-distribution are never trained on), it reports the
 pipeline's whole-image MSE against the best constant alpha's (the mean alpha of the set: a matte that knows
@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from . import metrics
-from .bundle_metrics import _frame, variants
+from .bundle_metrics import as_frame, variants
 from .data.synthetic import STYLES, SceneConfig, make_scene
 
 # near-veils changes only the scene's depth, which the pipeline never reads (it runs our depth model): as run it is
@@ -44,10 +44,6 @@ class BundleEvalConfig:
     threads: int = 1
     out: str | None = None
     sheet_rows: int = 2        # contact-sheet rows per style
-
-
-def _as_float(alpha: np.ndarray) -> np.ndarray:
-    return alpha.astype(np.float32) / 255 if alpha.dtype == np.uint8 else alpha.astype(np.float32)
 
 
 def _runs(cfg: BundleEvalConfig, roots: dict[str, Path]) -> dict[str, object]:
@@ -76,16 +72,17 @@ def evaluate_style(cfg: BundleEvalConfig, style: str, runs: dict, sheet: list) -
         with Pipeline(pc) as pipe:
             for k, s in enumerate(scenes):
                 pipe.reset()  # unrelated frames: nothing carried over
-                alpha, gt = _as_float(pipe.process(_frame(s["image"])).alpha), s["alpha"]
+                alpha, gt = pipe.process(as_frame(s["image"])).alpha, s["alpha"]  # float32 in [0, 1]
                 band = metrics.boundary_band(gt, cfg.band_radius)
+                whole_mse, whole_sad = metrics.mse(alpha, gt), metrics.sad(alpha, gt)
                 m = acc.setdefault(name, {})
-                m.setdefault("whole_mse", []).append(metrics.mse(alpha, gt))
-                m.setdefault("whole_sad", []).append(metrics.sad(alpha, gt))
+                m.setdefault("whole_mse", []).append(whole_mse)
+                m.setdefault("whole_sad", []).append(whole_sad)
                 m.setdefault("band_sad", []).append(metrics.sad(alpha, gt, band))
                 m.setdefault("band_grad", []).append(metrics.gradient_error(alpha, gt, band))
-                if s["flags"]["low_contrast"]:
-                    m.setdefault("low_contrast_mse", []).append(metrics.mse(alpha, gt))
-                    m.setdefault("low_contrast_sad", []).append(metrics.sad(alpha, gt))
+                if s["flags"]["low_contrast"]:  # the same numbers, on the low-contrast scenes alone
+                    m.setdefault("low_contrast_mse", []).append(whole_mse)
+                    m.setdefault("low_contrast_sad", []).append(whole_sad)
                 if s["semi"].any():
                     m.setdefault("semi_sad", []).append(metrics.sad(alpha, gt, s["semi"]))
                     m.setdefault("semi_mse", []).append(metrics.mse(alpha, gt, s["semi"]))

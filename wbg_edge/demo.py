@@ -109,7 +109,7 @@ def run_demo(out_dir: str | os.PathLike = ".", frames: int = 75, width: int = 12
                 with opener() as src:
                     for tick in run_stream(src, pipe, sink, mode="composite", stats=stats):
                         if truth is not None:  # the clip knows its alpha: say how much of it the matte got
-                            ious.append(iou(tick.matte.alpha, truth.frame(tick.index)[1]))
+                            ious.append(iou(tick.matte.alpha, truth.alpha(tick.index)))
                         if tick.index in picks:  # copies: the pipeline reuses its buffers
                             rows.append((tick.frame.copy(), tick.matte.alpha.copy(), tick.image.copy()))
                             labels.append(f"{name}: bundle {bundle.split(' (')[0].rsplit('/', 1)[-1]}")

@@ -39,6 +39,16 @@ class SyntheticClip:
         return self.frames
 
     def frame(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        alpha8, skin, hair = self._masks(i)
+        return self._compose(alpha8, skin, hair)
+
+    def alpha(self, i: int) -> np.ndarray:
+        """Frame i's alpha alone (what `frame(i)[1]` is), without drawing the picture: a few ms instead of ~20 at
+        720p, for checking a matte against the truth beside a running stream."""
+        return self._masks(i)[0].astype(np.float32) / 255.0
+
+    def _masks(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(alpha u8, skin u8, hair u8) of frame i, (H, W) each."""
         w, h = self.width, self.height
         t = i / self.frames  # one walk there and back per clip; frame n would equal frame 0 (loops cleanly)
         cx = int(w * (0.3 + 0.4 * (0.5 - 0.5 * math.cos(2 * math.pi * t))))
@@ -66,6 +76,10 @@ class SyntheticClip:
         if hy1 > hy0 and hx1 > hx0:
             hair[hy0:hy1, hx0:hx1] = cv2.GaussianBlur(hair[hy0:hy1, hx0:hx1], (0, 0), max(u * 1.5, 0.5))
         alpha8 = np.maximum(np.maximum(mask, skin), (hair.astype(np.float32) * 0.85).astype(np.uint8))
+        return alpha8, skin, hair
+
+    def _compose(self, alpha8: np.ndarray, skin: np.ndarray, hair: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w, h = self.width, self.height
         out = self._bg.copy()
         alpha = np.zeros((h, w), np.float32)
         x, y, bw, bh = cv2.boundingRect(alpha8)
