@@ -4,7 +4,6 @@ matching, device detection, the one-line errors) everywhere, its engines only on
 import dataclasses
 import json
 import shutil
-import threading
 
 import numpy as np
 import pytest
@@ -61,7 +60,7 @@ def test_ort_backend_specs_and_run_into_buffers(bundle):
     b.close()
 
 
-def test_ort_backend_runs_from_two_threads_at_once(bundle):
+def test_ort_backend_runs_from_two_threads_at_once(bundle, in_threads):
     """An overlapped stream runs one session from two threads, each into its own buffers (its own IO binding)."""
     b = open_backend("ort", bundle, bundle.find("coarse"), BackendOptions(threads=1))
     rng = np.random.default_rng(1)
@@ -76,11 +75,7 @@ def test_ort_backend_runs_from_two_threads_at_once(bundle):
             if not np.array_equal(b.run({"input": xs[i]}, {"alpha": out})["alpha"], want[i]):
                 bad.append(i)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(work, 2)
     assert not bad and b.concurrent_runs
     b.close()
 

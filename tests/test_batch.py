@@ -270,15 +270,21 @@ def test_local_pool_video_output_and_resume(tmp_path, clips, pipeline_config):
     assert only_outputs(out) == ["batch-summary.json", "c1.mp4", "c2.mp4"]
 
 
+def as_images(video: Path, folder: Path, ext: str) -> int:
+    """The video's frames as img000<ext>, img001<ext> ... in folder; how many."""
+    cap = cv2.VideoCapture(str(video))
+    n = 0
+    while (ok := cap.read())[0]:
+        cv2.imwrite(str(folder / f"img{n:03d}{ext}"), ok[1])
+        n += 1
+    return n
+
+
 def test_image_folder_gives_a_folder(tmp_path, clips, pipeline_config):
     """An image folder comes back as a folder of as many PNGs; with --format mp4 as a video."""
     frames = tmp_path / "takes"
     frames.mkdir()
-    cap = cv2.VideoCapture(str(clips["c1"]))
-    n = 0
-    while (ok := cap.read())[0]:
-        cv2.imwrite(str(frames / f"img{n:03d}.jpg"), ok[1])
-        n += 1
+    n = as_images(clips["c1"], frames, ".jpg")
     out = tmp_path / "out"
     run_batch([frames], BatchConfig(outdir=out, workers=1), make_job(pipeline_config, out, fmt="same"))
     assert len(png_frames(out / "takes")) == n == 8
@@ -380,11 +386,7 @@ def test_cli_batch_size_4_equals_cli_run(tmp_path, clips, capsys):
 
     folder = tmp_path / "takes"
     folder.mkdir()
-    cap = cv2.VideoCapture(str(clips["c2"]))
-    n = 0
-    while (ok := cap.read())[0]:
-        cv2.imwrite(str(folder / f"img{n:03d}.png"), ok[1])
-        n += 1
+    as_images(clips["c2"], folder, ".png")
     opts = ["--mode", "composite", "--background", "blue", "--smoothing", "0.4"]
     out = tmp_path / "batch"
     assert main(["batch", str(clips["c1"]), str(folder), "-o", str(out), "--workers", "1", "--format", "png",

@@ -269,26 +269,9 @@ def test_cuda_entry_point_checks_the_foreground_workspace():
 @pytest.mark.parametrize("mode", COLOUR_MODES)
 @pytest.mark.parametrize("patched", [False, True])
 @pytest.mark.parametrize("cell", [8, 3])
-def test_cuda_foreground_matches_cpu_bit_for_bit(mode, patched, cell):
+def test_cuda_foreground_matches_cpu_bit_for_bit(mode, patched, cell, device_memory):
     """The CUDA twin of the foreground path (same refine.cuh math): outputs equal the CPU op's, byte for byte."""
-    rt = pytest.importorskip("cuda.bindings.runtime")
-    if not native.cuda_available():
-        pytest.skip("CUDA refine library not built")
-
-    def ck(r):
-        assert int(r[0]) == 0, r
-        return r[1] if len(r) > 1 else None
-
-    def dev(a: np.ndarray) -> int:
-        p = ck(rt.cudaMalloc(max(1, a.nbytes)))
-        ck(rt.cudaMemcpy(p, a.ctypes.data, a.nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice))
-        return p
-
-    def host(p: int, like: np.ndarray) -> np.ndarray:
-        out = np.empty_like(like)
-        ck(rt.cudaMemcpy(out.ctypes.data, p, out.nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost))
-        return out
-
+    dev, host = device_memory.dev, device_memory.host
     h, w, hr, wr, p, n = 181, 323, 64, 96, 16, 9
     rng = np.random.default_rng(7)
     c = random_case(7, h, w, hr, wr, 32, 56)
@@ -308,17 +291,14 @@ def test_cuda_foreground_matches_cpu_bit_for_bit(mode, patched, cell):
     d_patches = dev(patches) if patched else None
     d_a, d_o = dev(np.zeros_like(a_cpu)), dev(np.zeros_like(o_cpu))
     ws = native.cuda_finish_workspace_bytes((hr, wr), (h, w), foreground=True, fg_cell=cell, patches=patched)
-    d_ws = ck(rt.cudaMalloc(ws))
+    d_ws = device_memory.alloc(ws)
     native.cuda_refine_finish(d_packed, d_delta, (hr, wr), d["frame"], (h, w), d_a, mode=mode, out=d_o,
                               background=d["bg"], prev_alpha=d["prev"], smoothing=0.25, patches=d_patches,
                               n_patches=n if patched else 0, patch_size=p if patched else 0,
                               alpha_coarse=d["coarse"], alpha_size=c["coarse"].shape, workspace=d_ws,
                               workspace_bytes=ws, foreground=True, fg_cell=cell)
-    ck(rt.cudaDeviceSynchronize())
     np.testing.assert_array_equal(host(d_a, a_cpu), a_cpu)
     np.testing.assert_array_equal(host(d_o, o_cpu), o_cpu)
-    for ptr in [*d.values(), d_packed, d_delta, d_a, d_o, d_ws] + ([d_patches] if patched else []):
-        ck(rt.cudaFree(ptr))
 
 
 def test_pipeline_default_carries_foreground_colours_and_off_keeps_the_frame():

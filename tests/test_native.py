@@ -348,25 +348,8 @@ def test_cuda_entry_points_check_pointers():
 @pytest.mark.gpu
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("patched", [False, True])
-def test_cuda_matches_cpu(mode, patched):
-    rt = pytest.importorskip("cuda.bindings.runtime")
-    if not native.cuda_available():
-        pytest.skip("CUDA refine library not built")
-
-    def ck(r):
-        assert int(r[0]) == 0, r
-        return r[1] if len(r) > 1 else None
-
-    def dev(a: np.ndarray) -> int:
-        p = ck(rt.cudaMalloc(max(1, a.nbytes)))
-        ck(rt.cudaMemcpy(p, a.ctypes.data, a.nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice))
-        return p
-
-    def host(p: int, like: np.ndarray) -> np.ndarray:
-        out = np.empty_like(like)
-        ck(rt.cudaMemcpy(out.ctypes.data, p, out.nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost))
-        return out
-
+def test_cuda_matches_cpu(mode, patched, device_memory):
+    dev, host = device_memory.dev, device_memory.host
     h, w, hr, wr, p = 181, 323, 64, 96, 16
     c = case(7, h, w, hr, wr, 32, 56)
     rng = np.random.default_rng(7)
@@ -390,21 +373,18 @@ def test_cuda_matches_cpu(mode, patched):
     np.testing.assert_array_equal(host(d_packed, packed), packed)
     d_a, d_o = dev(np.zeros_like(a_cpu)), dev(np.zeros_like(o_cpu))
     ws = native.cuda_finish_workspace_bytes((hr, wr))
-    d_ws = ck(rt.cudaMalloc(ws))
+    d_ws = device_memory.alloc(ws)
     native.cuda_refine_finish(d_packed, d_delta, (hr, wr), d["frame"], (h, w), d_a, mode=mode, out=d_o,
                               background=d["background"], prev_alpha=d["prev"], smoothing=0.25, patches=d_patches,
                               n_patches=n if patched else 0, patch_size=p if patched else 0,
                               alpha_coarse=d["alpha"], alpha_size=c["alpha"].shape, workspace=d_ws,
                               workspace_bytes=ws)
-    ck(rt.cudaDeviceSynchronize())
     np.testing.assert_allclose(host(d_a, a_cpu), a_cpu, rtol=0, atol=1e-6)
     assert np.abs(host(d_o, o_cpu).astype(int) - o_cpu).max() <= 1
 
 
-def test_concurrent_calls_from_several_threads_agree(monkeypatch):
+def test_concurrent_calls_from_several_threads_agree(monkeypatch, in_threads):
     """Pipeline stages call pack and finish from different threads at once; the worker pool must serve them all."""
-    import threading
-
     monkeypatch.setenv("WBG_EDGE_NATIVE_THREADS", "2")
     h, w, hr, wr = 200, 300, 96, 128
     cases = [case(10 + i, h, w, hr, wr, 48, 64) for i in range(4)]
@@ -424,11 +404,7 @@ def test_concurrent_calls_from_several_threads_agree(monkeypatch):
             if not (np.array_equal(packed, expect[i][0]) and np.allclose(a, expect[i][1], rtol=0, atol=1e-6)):
                 errors.append(i)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(work, 4)
     assert not errors
 
 
@@ -576,10 +552,8 @@ def test_begun_finish_is_ended_once_and_checks_its_inputs():
         native.refine_finish_begin(c["frame"], None, **dict(kw, out=None))
 
 
-def test_begun_finishes_from_several_threads_agree():
+def test_begun_finishes_from_several_threads_agree(in_threads):
     """Lanes of an overlapped stream may begin finishes at once: the background thread serves them in turn."""
-    import threading
-
     cases = [begun_case(10 + i) for i in range(4)]
     expect = []
     for c in cases:
@@ -599,11 +573,7 @@ def test_begun_finishes_from_several_threads_agree():
             if not np.array_equal(a, expect[i]):
                 errors.append(i)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(work, 4)
     assert not errors
 
 

@@ -16,9 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
+from test_cli import write_clip
 
 from wbg_edge.cli import build_parser
 
@@ -57,25 +56,15 @@ def all_lines() -> list[str]:
     return [ln for lang, body in BLOCKS if lang in ("bash", "sh", "console") for ln in shell_lines(lang, body)]
 
 
-def write_clip(path: Path, n: int = 6, w: int = 160, h: int = 96) -> Path:
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (w, h))
-    for i in range(n):
-        f = np.full((h, w, 3), 90, np.uint8)
-        cv2.ellipse(f, (40 + 10 * i, h // 2), (22, 34), 0, 0, 360, (40, 90, 200), -1)
-        out.write(f)
-    out.release()
-    return path
-
-
 @pytest.fixture
 def workdir(tmp_path) -> tuple[Path, dict]:
     """A folder with the inputs the README names, and `wbg-edge` on PATH running this checkout."""
     for name in ("talk.mp4", "clip.mp4"):
-        write_clip(tmp_path / name)
+        write_clip(tmp_path / name, n=6)
     (tmp_path / "takes").mkdir()
-    write_clip(tmp_path / "takes" / "a.mp4")
+    write_clip(tmp_path / "takes" / "a.mp4", n=6)
     (tmp_path / "lectures").mkdir()
-    write_clip(tmp_path / "lectures" / "b.mp4")
+    write_clip(tmp_path / "lectures" / "b.mp4", n=6)
     (tmp_path / "list.txt").write_text("talk.mp4\nclip.mp4\n")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
