@@ -10,7 +10,7 @@ from training import checkpoint
 from training.data.augment import AugmentConfig
 from training.data.stream import DataConfig, Stream
 from training.models import build_model, default_config
-from training.train import TrainConfig, data_stream, main, parse_args, stage_loss, train
+from training.train import Chain, TrainConfig, data_stream, main, parse_args, stage_loss, train
 
 BASE = TrainConfig(steps=40, batch_size=4, crop=64, lr=5e-3, log_every=5, progress=False, seed=0)
 
@@ -61,6 +61,30 @@ def test_matting_then_refiner_stages(run_dir):
         (synthetic / f"matting{suffix}").write_bytes((run_dir / f"matting{suffix}").read_bytes())
     _check_stage("refiner-wild", run_dir)
     _check_stage("refiner-synthetic", synthetic)
+
+
+def test_joint_stage_trains_depth_and_matting_through_the_matte(run_dir, tmp_path):
+    """joint starts from the depth and matting stages' models, lowers the chained loss, writes both checkpoints."""
+    if not (run_dir / "depth.json").is_file():
+        _check_stage("depth", run_dir)
+    if not (run_dir / "matting.json").is_file():
+        _check_stage("matting", run_dir)
+    out = tmp_path / "joint"
+    out.mkdir()
+    for name in ("depth.safetensors", "depth.json", "matting.safetensors", "matting.json"):
+        (out / name).write_bytes((run_dir / name).read_bytes())
+    cfg = replace(BASE, stage="joint", out=str(out))
+    start = Chain(checkpoint.load(out, "depth")[0], checkpoint.load(out, "matting")[0]).train()
+    before = fixed_loss(cfg, start, None)
+    model = train(cfg).train()
+    assert fixed_loss(cfg, model, None) < before
+    for kind in ("depth", "matting"):
+        meta = checkpoint.read_meta(out, kind)[1]
+        assert meta["stage"] == "joint" and meta["train"]["step"] == cfg.steps and meta["model"]["kind"] == kind
+        assert (out / f"{kind}.safetensors").read_bytes() != (run_dir / f"{kind}.safetensors").read_bytes()
+    assert (out / "joint.loss.png").is_file()
+    with pytest.raises(ValueError, match=r"depth\.safetensors: stage joint starts from the depth and matting"):
+        train(replace(cfg, out=str(tmp_path / "empty")))
 
 
 def test_wrong_checkpoint_for_the_stage(tmp_path, capsys):

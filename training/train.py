@@ -3,6 +3,9 @@
     depth              DepthNet: RGB -> relative inverse depth (L1 + gradient vs the scene's depth)
     matting            MattingModel: RGB + D -> coarse alpha (L1 alpha, compositional L1, gradient),
                        with depth dropout so D = 0 (the runtime's depth-free mode) still works
+    joint              DepthNet and MattingModel chained as the runtime chains them, fine-tuned together
+                       through the matting loss (plus the depth loss, so the depth stays a depth): the depth
+                       learns what the matte needs (thin arms), the matting the depth it will be fed
     refiner-wild       RefinerModel on images without alpha: consistency under flips and rescaling,
                        and agreement with the frozen coarse alpha away from its edges
     refiner-synthetic  RefinerModel on generated scenes with ground truth, initialised from
@@ -37,7 +40,8 @@ from .data.stream import DataConfig, Stream
 from .data.synthetic import SceneConfig
 from .models import build_model, default_config, refine
 
-STAGES = {"depth": "depth", "matting": "matting", "refiner-wild": "refiner", "refiner-synthetic": "refiner"}
+STAGES = {"depth": "depth", "matting": "matting", "joint": "joint", "refiner-wild": "refiner",
+          "refiner-synthetic": "refiner"}
 
 
 class TrainError(ValueError):
@@ -62,6 +66,7 @@ class TrainConfig:
     lambda_comp: float = 1.0
     lambda_grad: float = 1.0
     lambda_consistency: float = 1.0
+    lambda_depth: float = 0.5    # joint: weight of the depth loss beside the matting loss
     lambda_semi: float = 0.0     # refiner-synthetic: extra L1 weight inside semi-transparent regions of the GT
     p_semi: float = 0.3          # share of generated scenes with a veil (synthetic.SceneConfig.p_semi)
     boundary_fraction: float = 0.7
@@ -116,8 +121,36 @@ def runtime_depth(depth_net: torch.nn.Module, image: torch.Tensor, factor: int) 
     """Depth as the runtime makes it: the frame's planes averaged down `factor` x (the runtime's depth input is a
     2x2 mean of the model planes; the refiner's crops are at twice the model resolution), the depth model,
     min-max per image, bilinear back up."""
-    d = normalise_depth(depth_net(F.avg_pool2d(image, factor)))
-    return F.interpolate(d, size=image.shape[-2:], mode="bilinear", align_corners=False)
+    return upsampled(normalise_depth(depth_net(F.avg_pool2d(image, factor))), image)
+
+
+def upsampled(d: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(d, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class Chain(torch.nn.Module):
+    """Stage "joint": the DepthNet fed the image averaged down 2x, its output min-max normalised and upsampled,
+    then the MattingModel, as the runtime runs them, with gradients through both. forward -> (alpha, raw depth)."""
+
+    def __init__(self, depth: torch.nn.Module, matting: torch.nn.Module):
+        super().__init__()
+        self.depth, self.matting = depth, matting
+
+    def forward(self, image: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raw = self.depth(F.avg_pool2d(image, 2))
+        d = upsampled(normalise_depth(raw), image) * keep.view(-1, 1, 1, 1).float()
+        return self.matting(torch.cat([image, d], 1)), raw
+
+
+def stage_models(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The checkpointed models of a stage's model: the two of a Chain, else itself."""
+    return [model.depth, model.matting] if isinstance(model, Chain) else [model]
+
+
+def build_stage_model(kind: str) -> torch.nn.Module:
+    if kind == "joint":
+        return Chain(build_model(default_config("depth")), build_model(default_config("matting")))
+    return build_model(default_config(kind))
 
 
 def perturb_depth(d: torch.Tensor, rng: np.random.Generator, p: float) -> torch.Tensor:
@@ -133,6 +166,26 @@ def perturb_depth(d: torch.Tensor, rng: np.random.Generator, p: float) -> torch.
         noise = torch.from_numpy(rng.normal(0, rng.uniform(0.0, 0.05), (1, h, w)).astype(np.float32))
         out[i] = (d[i].clamp(0, 1) ** float(rng.uniform(0.6, 1.6)) + low + noise).clamp(0, 1)
     return out
+
+
+def matting_loss(cfg: TrainConfig, pred: torch.Tensor, batch: dict, has_fb: torch.Tensor):
+    image, alpha, has_alpha = batch["image"], batch["alpha"], batch["has_alpha"]
+    return weighted(cfg, {"alpha": losses.l1_alpha(pred, alpha, has_alpha),
+                          "comp": losses.composition_l1(pred, batch["fg"], batch["bg"], image, has_fb),
+                          "grad": losses.gradient_l1(pred, alpha, has_alpha)})
+
+
+def weighted(cfg: TrainConfig, parts: dict) -> tuple[torch.Tensor, dict]:
+    """The recipe's alpha loss: lambda_alpha * L1 + lambda_comp * compositional L1 + lambda_grad * gradient L1."""
+    return cfg.lambda_alpha * parts["alpha"] + cfg.lambda_comp * parts["comp"] + cfg.lambda_grad * parts["grad"], parts
+
+
+def depth_loss(cfg: TrainConfig, pred: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict]:
+    """L1 + gradient L1 against the scene's depth at the depth model's resolution (half the crop)."""
+    target = normalise_depth(F.avg_pool2d(batch["depth"], 2))
+    parts = {"l1": losses.l1_alpha(pred, target, batch["has_depth"]),
+             "grad": losses.gradient_l1(pred, target, batch["has_depth"])}
+    return parts["l1"] + cfg.lambda_grad * parts["grad"], parts
 
 
 def half(x: torch.Tensor) -> torch.Tensor:
@@ -175,22 +228,18 @@ def stage_loss(cfg: TrainConfig, model, matting, batch: dict, rng: np.random.Gen
     image, alpha, has_alpha = batch["image"], batch["alpha"], batch["has_alpha"]
     has_fb = batch["has_fg"] & batch["has_bg"] & has_alpha
     if cfg.stage == "depth":  # at the runtime's depth resolution: half the model resolution
-        target = normalise_depth(F.avg_pool2d(batch["depth"], 2))
-        pred = model(F.avg_pool2d(image, 2))
-        parts = {"l1": losses.l1_alpha(pred, target, batch["has_depth"]),
-                 "grad": losses.gradient_l1(pred, target, batch["has_depth"])}
-        return parts["l1"] + cfg.lambda_grad * parts["grad"], parts
+        return depth_loss(cfg, model(F.avg_pool2d(image, 2)), batch)
 
     keep = torch.from_numpy(rng.random(n) >= cfg.depth_dropout)
+    if cfg.stage == "joint":
+        pred, raw = model(image, keep)
+        total, parts = matting_loss(cfg, pred, batch, has_fb)
+        d_total, d_parts = depth_loss(cfg, raw, batch)
+        return total + cfg.lambda_depth * d_total, {**parts, **{f"depth_{k}": v for k, v in d_parts.items()}}
     depth = perturb_depth(depth_input(batch, keep, depth_net, 2 if cfg.stage == "matting" else 4), rng,
                           cfg.p_depth_noise)
     if cfg.stage == "matting":
-        pred = model(torch.cat([image, depth], 1))
-        parts = {"alpha": losses.l1_alpha(pred, alpha, has_alpha),
-                 "comp": losses.composition_l1(pred, batch["fg"], batch["bg"], image, has_fb),
-                 "grad": losses.gradient_l1(pred, alpha, has_alpha)}
-        total = cfg.lambda_alpha * parts["alpha"] + cfg.lambda_comp * parts["comp"] + cfg.lambda_grad * parts["grad"]
-        return total, parts
+        return matting_loss(cfg, model(torch.cat([image, depth], 1)), batch, has_fb)
 
     coarse = coarse_input(cfg, matting, batch, depth, rng)
     refined = refine(coarse, model(torch.cat([image, depth, coarse], 1)))
@@ -208,11 +257,9 @@ def stage_loss(cfg: TrainConfig, model, matting, batch: dict, rng: np.random.Gen
 
     # edges weigh 5x; see-through regions 1 + lambda_semi, else their few pixels lose to the edges' sharpening
     weight = 1 + 4 * losses.edge_band(alpha, radius=3) + cfg.lambda_semi * losses.fractional_interior(alpha)
-    parts = {"alpha": losses.l1_alpha(refined, alpha, has_alpha, weight=weight),
-             "comp": losses.composition_l1(refined, batch["fg"], batch["bg"], image, has_fb),
-             "grad": losses.gradient_l1(refined, alpha, has_alpha)}
-    total = cfg.lambda_alpha * parts["alpha"] + cfg.lambda_comp * parts["comp"] + cfg.lambda_grad * parts["grad"]
-    return total, parts
+    return weighted(cfg, {"alpha": losses.l1_alpha(refined, alpha, has_alpha, weight=weight),
+                          "comp": losses.composition_l1(refined, batch["fg"], batch["bg"], image, has_fb),
+                          "grad": losses.gradient_l1(refined, alpha, has_alpha)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +298,7 @@ def _frozen_matting(cfg: TrainConfig, out: Path):
 
 def _frozen_depth(cfg: TrainConfig, out: Path):
     """The DepthNet whose output the matting and refiner stages learn on (depth_source "model")."""
-    if cfg.stage == "depth" or cfg.depth_source == "scene":
+    if cfg.stage in ("depth", "joint") or cfg.depth_source == "scene":  # (joint trains its own)
         return None
     if cfg.depth_source != "model":
         raise TrainError(f"--depth-source {cfg.depth_source!r}: expected scene or model")
@@ -263,9 +310,18 @@ def _frozen_depth(cfg: TrainConfig, out: Path):
 
 
 def _init_path(cfg: TrainConfig, out: Path) -> str | None:
-    """Explicit --init, else the refiner of the previous stage when refiner-synthetic follows refiner-wild."""
+    """Explicit --init, else the depth and matting stages' models for joint, else the refiner of the previous
+    stage when refiner-synthetic follows refiner-wild."""
+    if cfg.stage == "joint" and cfg.init and not Path(cfg.init).is_dir():
+        raise TrainError(f"--init {cfg.init}: stage joint starts from a folder with depth and matting checkpoints")
     if cfg.init:
         return cfg.init
+    if cfg.stage == "joint":
+        for kind in ("depth", "matting"):
+            if not (out / f"{kind}.safetensors").is_file():
+                raise TrainError(f"{out / (kind + '.safetensors')}: stage joint starts from the depth and matting "
+                                 "stages' models (train them first, or pass --init FOLDER)")
+        return str(out)
     prev = out / "refiner.json"
     if cfg.stage == "refiner-synthetic" and prev.is_file() and \
             json.loads(prev.read_text()).get("stage") == "refiner-wild":
@@ -335,15 +391,18 @@ def train(cfg: TrainConfig) -> torch.nn.Module:
     out = Path(cfg.out)
     kind = cfg.kind
     total = cfg.total_steps(world)
-    model = build_model(default_config(kind))
+    model = build_stage_model(kind)
+    train_meta = {**asdict(cfg), "data": list(cfg.data), "world_size": world}
     state_path = out / f"{kind}.state.pt"
     step, log = 0, []
     resume = _load_state(state_path) if state_path.is_file() else None
     if resume is not None and resume["stage"] == cfg.stage:
-        checkpoint.load_into(model, out / f"{kind}.safetensors")
+        for part in stage_models(model):
+            checkpoint.load_into(part, out)
         step, log = resume["step"], resume["log"]
     elif (init := _init_path(cfg, out)) is not None:
-        checkpoint.load_into(model, init)
+        for part in stage_models(model):
+            checkpoint.load_into(part, init)
     matting = _frozen_matting(cfg, out)
     depth_net = _frozen_depth(cfg, out)
     model.to(device).train()
@@ -360,7 +419,6 @@ def train(cfg: TrainConfig) -> torch.nn.Module:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     stream = data_stream(cfg)
-    train_meta = {**asdict(cfg), "data": list(cfg.data), "world_size": world}
 
     def save(at: int) -> None:
         if ddp:  # DDP syncs BatchNorm statistics at the next forward; do it now so the saved replicas agree
@@ -368,11 +426,13 @@ def train(cfg: TrainConfig) -> torch.nn.Module:
 
             for b in model.buffers():
                 dist.broadcast(b, 0)
-        if rank != 0:
-            if cfg.save_all_ranks:
-                checkpoint.save(out / f"rank{rank}", model, cfg.stage, {**train_meta, "step": at, "total_steps": total})
+        if rank != 0 and not cfg.save_all_ranks:
             return
-        checkpoint.save(out, model, cfg.stage, {**train_meta, "step": at, "total_steps": total})
+        for part in stage_models(model):
+            checkpoint.save(out / f"rank{rank}" if rank else out, part, cfg.stage,
+                            {**train_meta, "step": at, "total_steps": total})
+        if rank != 0:
+            return
         torch.save({"stage": cfg.stage, "step": at, "log": log, "optimizer": opt.state_dict()}, state_path)
         (out / f"{cfg.stage}.log.json").write_text(json.dumps({"stage": cfg.stage, "log": log}, indent=1) + "\n")
         if log:
@@ -416,13 +476,15 @@ def train(cfg: TrainConfig) -> torch.nn.Module:
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p = argparse.ArgumentParser(
         prog="python -m training.train" if __package__ == "training" else None,  # else wbg-edge-train
-        description="Train one stage of the recipe: depth, matting, refiner-wild or refiner-synthetic. "
+        description="Train one stage of the recipe: depth, matting, joint (depth + matting fine-tuned together), "
+                    "refiner-wild or refiner-synthetic. "
                     "Losses: lambda_alpha * L1(alpha) + lambda_comp * compositional L1 (F, B) + lambda_grad * "
                     "gradient L1; refiner-wild uses lambda_consistency * (flip + rescale + coarse agreement).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = TrainConfig()
     p.add_argument("--stage", required=True, choices=list(STAGES),
-                   help="depth | matting | refiner-wild (consistency, no alpha needed) | refiner-synthetic (GT alpha)")
+                   help="depth | matting | joint (depth + matting through the matte, from their checkpoints) | "
+                        "refiner-wild (consistency, no alpha needed) | refiner-synthetic (GT alpha)")
     p.add_argument("--data", nargs="+", default=list(d.data),
                    help="'synthetic' (the generator) and/or dataset folders (image/+alpha/, fg/+alpha/+bg/, image/)")
     p.add_argument("--out", default=d.out, help="checkpoint folder: OUT/<kind>.safetensors + .json; resumes from it")
@@ -441,6 +503,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--lambda-grad", type=float, default=d.lambda_grad, help="weight of the alpha gradient loss")
     p.add_argument("--lambda-consistency", type=float, default=d.lambda_consistency,
                    help="weight of the consistency losses (refiner-wild)")
+    p.add_argument("--lambda-depth", type=float, default=d.lambda_depth,
+                   help="joint: weight of the depth loss beside the matting loss")
     p.add_argument("--lambda-semi", type=float, default=d.lambda_semi,
                    help="refiner-synthetic: extra L1 alpha weight inside semi-transparent regions (veils)")
     p.add_argument("--p-semi", type=float, default=d.p_semi,
@@ -482,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
         n = sum(p.numel() for p in model.parameters())
-        print(f"{cfg.stage}: {n} parameters -> {Path(cfg.out) / (cfg.kind + '.safetensors')}")
+        files = ", ".join(str(Path(cfg.out) / f"{part.config.kind}.safetensors") for part in stage_models(model))
+        print(f"{cfg.stage}: {n} parameters -> {files}")
     return 0
 
 
