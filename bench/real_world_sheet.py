@@ -38,6 +38,7 @@ from export.import_coarse import (  # noqa: E402
 )
 from training.metrics import contour_band, edge_agreement, edge_contrast  # noqa: E402
 from wbg_edge.bundle import load_bundle  # noqa: E402
+from wbg_edge.demo import iou as demo_iou  # noqa: E402
 
 ROW = 256  # row height of the sheet, pixels
 
@@ -84,10 +85,7 @@ def tile(img: np.ndarray, label: str) -> np.ndarray:
 
 def iou(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
     """IoU of the two mattes thresholded at 0.5, over `where` (all pixels when None)."""
-    a, b = a > 0.5, b > 0.5
-    if where is not None:
-        a, b = a[where], b[where]
-    return float((a & b).sum() / max((a | b).sum(), 1))
+    return demo_iou(a, b) if where is None else demo_iou(a[where], b[where])
 
 
 def photo_gray(bgr: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ import pytest
 from test_pipeline import assert_batch_equals_process, disc_frame, make_bundle, toy_pipeline
 
 from wbg_edge.bundle import real_world_bundle_dir
+from wbg_edge.demo import iou
 from wbg_edge.pipeline import Pipeline, PipelineConfig
 from wbg_edge.pipeline.temporal import Memory
 from wbg_edge.settings import TEMPORAL_RGB, refine_for, temporal_for
@@ -40,11 +41,6 @@ def warped_back_flicker(alphas, step):
     """mean |a_t - a_(t-1)| x1000 after moving each alpha back by the known motion (inside a margin)."""
     back = [np.roll(a, -step * t, axis=1)[:, 40:-60] for t, a in enumerate(alphas)]
     return 1e3 * np.mean([np.abs(b - a).mean() for a, b in pairwise(back)])
-
-
-def iou(a, truth):
-    x, y = a > 0.5, truth > 0.5
-    return (x & y).sum() / max((x | y).sum(), 1)
 
 
 # ------------------------------------------------------------------ what runs by default
