@@ -33,6 +33,23 @@ def test_same_seed_same_bytes(quick):
     assert not list((quick / "a").glob("*.state.pt"))  # nothing big left to commit
 
 
+def test_from_a_stage_keeps_the_stages_before_it(quick, tmp_path):
+    """--from refiner-wild: the depth and matting stages do not run (their files untouched); the refiner stages
+    train on their checkpoints as a whole run would."""
+    out = tmp_path / "r"
+    shutil.copytree(quick / "a", out)
+    kept = {p.name: p.read_bytes() for p in out.iterdir() if p.name.startswith(("depth.", "matting."))}
+    logs = []
+    run(RecipeConfig(out=str(out), progress=False, start="refiner-wild", **{**QUICK, "synthetic_steps": 5}),
+        log=logs.append)
+    assert [line.split(":")[0] for line in logs] == ["stage refiner-wild", "stage refiner-synthetic"]
+    assert {name: (out / name).read_bytes() for name in kept} == kept
+    meta = json.loads((out / "refiner.json").read_text())
+    assert meta["stage"] == "refiner-synthetic" and meta["train"]["step"] == 5
+    with pytest.raises(ValueError, match="--from nothing: expected one of depth, matting, refiner-wild"):
+        run(RecipeConfig(out=str(out), progress=False, start="nothing", **QUICK))
+
+
 def test_evaluate_writes_table_json_and_contact_sheet(quick, tmp_path):
     out = tmp_path / "eval"
     res = evaluate.evaluate(evaluate.EvalConfig(checkpoint=str(quick / "a"), n=4, size=64, out=str(out), sheet_rows=2))

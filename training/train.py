@@ -136,10 +136,11 @@ class Chain(torch.nn.Module):
         super().__init__()
         self.depth, self.matting = depth, matting
 
-    def forward(self, image: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor, keep: torch.Tensor, worsen=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """keep: (N,) bool, False feeds D = 0; worsen: depth -> depth (perturb_depth), differentiable."""
         raw = self.depth(F.avg_pool2d(image, 2))
         d = upsampled(normalise_depth(raw), image) * keep.view(-1, 1, 1, 1).float()
-        return self.matting(torch.cat([image, d], 1)), raw
+        return self.matting(torch.cat([image, worsen(d) if worsen else d], 1)), raw
 
 
 def stage_models(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -157,6 +158,7 @@ def perturb_depth(d: torch.Tensor, rng: np.random.Generator, p: float) -> torch.
     """A worse depth model, for a share p of the samples: noise, a low-frequency error and a gamma, so the
     matting learns to doubt depth where the picture disagrees instead of copying it."""
     out = d.clone()
+    floor = 1e-4 if d.requires_grad else 0.0  # (joint: x ** g has an infinite slope at 0 for g < 1)
     for i in range(d.shape[0]):
         if rng.random() >= p or not bool(d[i].any()):
             continue
@@ -164,7 +166,7 @@ def perturb_depth(d: torch.Tensor, rng: np.random.Generator, p: float) -> torch.
         low = torch.from_numpy(rng.normal(0, rng.uniform(0.03, 0.15), (1, 1, 4, 4)).astype(np.float32))
         low = F.interpolate(low, size=(h, w), mode="bicubic", align_corners=False)[0]
         noise = torch.from_numpy(rng.normal(0, rng.uniform(0.0, 0.05), (1, h, w)).astype(np.float32))
-        out[i] = (d[i].clamp(0, 1) ** float(rng.uniform(0.6, 1.6)) + low + noise).clamp(0, 1)
+        out[i] = (d[i].clamp(floor, 1) ** float(rng.uniform(0.6, 1.6)) + low + noise).clamp(0, 1)
     return out
 
 
@@ -232,7 +234,7 @@ def stage_loss(cfg: TrainConfig, model, matting, batch: dict, rng: np.random.Gen
 
     keep = torch.from_numpy(rng.random(n) >= cfg.depth_dropout)
     if cfg.stage == "joint":
-        pred, raw = model(image, keep)
+        pred, raw = model(image, keep, lambda d: perturb_depth(d, rng, cfg.p_depth_noise))
         total, parts = matting_loss(cfg, pred, batch, has_fb)
         d_total, d_parts = depth_loss(cfg, raw, batch)
         return total + cfg.lambda_depth * d_total, {**parts, **{f"depth_{k}": v for k, v in d_parts.items()}}

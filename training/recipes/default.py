@@ -19,7 +19,7 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..train import TrainConfig, train
+from ..train import TrainConfig, TrainError, train
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class RecipeConfig:
     crop: int = 160                # refiner stages: crops at the refine resolution
     scale: float = 1.0             # multiplies every stage's steps (longer runs, better models)
     progress: bool = True
+    start: str | None = None       # train from this stage on (the earlier ones' checkpoints are in out)
 
 
 QUICK = dict(depth_steps=6, matting_steps=10, wild_steps=4, synthetic_steps=8, batch_size=2, model_crop=64, crop=64)
@@ -62,9 +63,14 @@ def stages(cfg: RecipeConfig) -> list[TrainConfig]:
 
 
 def run(cfg: RecipeConfig, log=lambda _msg: None) -> Path:
-    """Train the four stages into cfg.out."""
+    """Train the stages into cfg.out; from the stage cfg.start on, when given (the checkpoints of the stages before
+    it must be in cfg.out: a run stopped there, or one whose later stages are being changed)."""
     out = Path(cfg.out)
-    for tc in stages(cfg):
+    todo = stages(cfg)
+    names = [tc.stage for tc in todo]
+    if cfg.start is not None and cfg.start not in names:
+        raise TrainError(f"--from {cfg.start}: expected one of {', '.join(names)}")
+    for tc in todo[names.index(cfg.start) if cfg.start else 0:]:
         log(f"stage {tc.stage}: {tc.steps} steps of {tc.batch_size} x {tc.crop}^2")
         train(tc)
         if tc.stage == "refiner-wild":  # keep stage 2 beside stage 3 for the semi-transparent comparison
@@ -88,12 +94,15 @@ def parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--scale", type=float, default=d.scale, help="multiply every stage's steps (e.g. 6 for a 1 h run)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--from", dest="start", default=None, metavar="STAGE",
+                   help="train from this stage on (depth, matting, refiner-wild, refiner-synthetic); the "
+                        "earlier stages' checkpoints must be in --out")
     return p
 
 
 def config(a: argparse.Namespace, _p: argparse.ArgumentParser | None = None) -> RecipeConfig:
     return RecipeConfig(out=a.out, data=tuple(a.data), seed=a.seed, scale=a.scale, progress=a.progress,
-                        **(QUICK if a.quick else {}))
+                        start=a.start, **(QUICK if a.quick else {}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config(p.parse_args(argv), p)
     from ..checkpoint import CheckpointError
     from ..data.folders import DatasetError
-    from ..train import TrainError
 
     try:
         run(cfg, log=print)
