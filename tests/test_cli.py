@@ -197,7 +197,9 @@ def test_bench_compares_overlap_with_the_models_alone(tmp_path, capsys):
     doc = json.loads((tmp_path / "b.json").read_text())
     on, off = doc["results"]
     assert off["variant"] == "overlap off" and off["config"]["overlap"] is False
-    assert on["overhead_ms"] == pytest.approx(on["end_to_end_ms"] - off["model_ms"])
+    # beyond the models alone, never below 0: the two lanes may beat the models back to back (it printed -15%)
+    beyond = on["end_to_end_ms"] - off["model_ms"]
+    assert on["overhead_ms"] >= 0 and on["overhead_ms"] == pytest.approx(max(beyond, 0.0))
     assert on["models_alone_ms"] == off["model_ms"] and "beyond the models alone" in out
     # an overlapped run's own model times (two lanes at once) are never taken for its overhead: that was -60%
     line = next(ln for ln in out.splitlines() if ln.startswith("pipeline overhead"))

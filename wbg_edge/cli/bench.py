@@ -124,14 +124,17 @@ def _compare_list(spec: str | None, base, has_depth: bool = True) -> list[str]:
 def _overhead_against_models_alone(r: dict, cfg, results: list[dict], variants: list) -> None:
     """An overlapped run's overhead is its frame time beyond the models alone: the model time of the
     sequential run of the same settings (its models run back to back on all cores). Its own model times
-    are summed over two lanes that run at once, so frame time minus them means nothing (it was negative).
+    are summed over two lanes that run at once, so frame time minus them means nothing (it was negative), and
+    the frame may beat the models alone (0, not negative).
     None where no such sequential run was made."""
+    from ..stream import beyond_models_alone
+
     if not cfg.overlap:
         return
     seq = dataclasses.replace(cfg, overlap=False)
     ref = next((q for q, (_, c, _) in zip(results, variants, strict=True) if c == seq), None)
     r["models_alone_ms"] = ref["model_ms"] if ref else None
-    r["overhead_ms"] = r["end_to_end_ms"] - ref["model_ms"] if ref else None
+    r["overhead_ms"] = beyond_models_alone(r["end_to_end_ms"], ref["model_ms"]) if ref else None
     r["overhead_pct"] = 100.0 * r["overhead_ms"] / r["end_to_end_ms"] if ref else None
 
 
