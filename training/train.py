@@ -1,11 +1,12 @@
-"""One training loop for the four stages of the recipe (read it top to bottom).
+"""One training loop for the stages of the recipe, and the joint fine-tune (read it top to bottom).
 
     depth              DepthNet: RGB -> relative inverse depth (L1 + gradient vs the scene's depth)
     matting            MattingModel: RGB + D -> coarse alpha (L1 alpha, compositional L1, gradient),
                        with depth dropout so D = 0 (the runtime's depth-free mode) still works
     joint              DepthNet and MattingModel chained as the runtime chains them, fine-tuned together
                        through the matting loss (plus the depth loss, so the depth stays a depth): the depth
-                       learns what the matte needs (thin arms), the matting the depth it will be fed
+                       learns what the matte needs, the matting the depth it will be fed (not in the default
+                       recipe: training/RESULTS.md)
     refiner-wild       RefinerModel on images without alpha: consistency under flips and rescaling,
                        and agreement with the frozen coarse alpha away from its edges
     refiner-synthetic  RefinerModel on generated scenes with ground truth, initialised from
