@@ -173,7 +173,7 @@ def test_evaluate_a_bundle_as_run(quick, tmp_path, capsys):
     res = json.loads((tmp_path / "ev" / "as_run.json").read_text())
     row = res["styles"][0]
     runs = row["runs"]
-    assert {"pipeline", "coarse", "coarse-no-depth", "pipeline-no-depth", "pipeline-stage2"} <= set(runs)
+    assert {"pipeline", "coarse", "coarse-no-depth", "pipeline-stage2"} <= set(runs)
     assert row["mse_ratio"] == pytest.approx(runs["pipeline"]["whole_mse"] / row["constant_mse"])
     # the best constant is the set's mean alpha: any other constant does worse
     from training.data.synthetic import SceneConfig, make_scene
