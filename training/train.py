@@ -122,11 +122,14 @@ def runtime_depth(depth_net: torch.nn.Module, image: torch.Tensor, factor: int) 
     """Depth as the runtime makes it: the frame's planes averaged down `factor` x (the runtime's depth input is a
     2x2 mean of the model planes; the refiner's crops are at twice the model resolution), the depth model,
     min-max per image, bilinear back up."""
-    return upsampled(normalise_depth(depth_net(F.avg_pool2d(image, factor))), image)
+    return chained_depth(depth_net, image, factor)[0]
 
 
-def upsampled(d: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(d, size=like.shape[-2:], mode="bilinear", align_corners=False)
+def chained_depth(depth_net: torch.nn.Module, image: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """runtime_depth with gradients: (the matting model's D plane, the depth model's raw output)."""
+    raw = depth_net(F.avg_pool2d(image, factor))
+    d = F.interpolate(normalise_depth(raw), size=image.shape[-2:], mode="bilinear", align_corners=False)
+    return d, raw
 
 
 class Chain(torch.nn.Module):
@@ -139,8 +142,8 @@ class Chain(torch.nn.Module):
 
     def forward(self, image: torch.Tensor, keep: torch.Tensor, worsen=None) -> tuple[torch.Tensor, torch.Tensor]:
         """keep: (N,) bool, False feeds D = 0; worsen: depth -> depth (perturb_depth), differentiable."""
-        raw = self.depth(F.avg_pool2d(image, 2))
-        d = upsampled(normalise_depth(raw), image) * keep.view(-1, 1, 1, 1).float()
+        d, raw = chained_depth(self.depth, image, 2)
+        d = d * keep.view(-1, 1, 1, 1).float()
         return self.matting(torch.cat([image, worsen(d) if worsen else d], 1)), raw
 
 
@@ -315,16 +318,18 @@ def _frozen_depth(cfg: TrainConfig, out: Path):
 def _init_path(cfg: TrainConfig, out: Path) -> str | None:
     """Explicit --init, else the depth and matting stages' models for joint, else the refiner of the previous
     stage when refiner-synthetic follows refiner-wild."""
-    if cfg.stage == "joint" and cfg.init and not Path(cfg.init).is_dir():
-        raise TrainError(f"--init {cfg.init}: stage joint starts from a folder with depth and matting checkpoints")
-    if cfg.init:
-        return cfg.init
     if cfg.stage == "joint":
+        if cfg.init and not Path(cfg.init).is_dir():
+            raise TrainError(f"--init {cfg.init}: stage joint starts from a folder with depth and matting checkpoints")
+        if cfg.init:
+            return cfg.init
         for kind in ("depth", "matting"):
             if not (out / f"{kind}.safetensors").is_file():
                 raise TrainError(f"{out / (kind + '.safetensors')}: stage joint starts from the depth and matting "
                                  "stages' models (train them first, or pass --init FOLDER)")
         return str(out)
+    if cfg.init:
+        return cfg.init
     prev = out / "refiner.json"
     if cfg.stage == "refiner-synthetic" and prev.is_file() and \
             json.loads(prev.read_text()).get("stage") == "refiner-wild":
