@@ -173,7 +173,9 @@ def test_evaluate_a_bundle_as_run(quick, tmp_path, capsys):
     res = json.loads((tmp_path / "ev" / "as_run.json").read_text())
     row = res["styles"][0]
     runs = row["runs"]
-    assert {"pipeline", "coarse", "coarse-no-depth", "pipeline-stage2"} <= set(runs)
+    assert {"pipeline", "coarse", "coarse-no-depth", "pipeline-stage2", "guided"} <= set(runs)
+    assert "the refiner beats a guided filter" in text
+    assert runs["guided"]["band_sad"] != runs["pipeline"]["band_sad"]  # a run of its own, not the pipeline's again
     assert row["mse_ratio"] == pytest.approx(runs["pipeline"]["whole_mse"] / row["constant_mse"])
     # the best constant is the set's mean alpha: any other constant does worse
     from training.data.synthetic import SceneConfig, make_scene
