@@ -128,7 +128,7 @@ def write_sheet(rows: list, path: Path, tile: int = 192) -> None:
 
 
 def format_result(result: dict) -> str:
-    """The per-style table and the three claims, as Markdown."""
+    """The per-style table (with the guided filter beside the pipeline) and the claims, as Markdown."""
     lines = ["| style | trained on | n | pipeline whole MSE (x1e3) | best constant's | ratio | band SAD | "
              "band grad | guided filter instead: ratio / band SAD / band grad |",
              "|---|---|---|---|---|---|---|---|---|"]
