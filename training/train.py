@@ -174,15 +174,14 @@ def perturb_depth(d: torch.Tensor, rng: np.random.Generator, p: float) -> torch.
     return out
 
 
-def matting_loss(cfg: TrainConfig, pred: torch.Tensor, batch: dict, has_fb: torch.Tensor):
+def alpha_loss(cfg: TrainConfig, pred: torch.Tensor, batch: dict, has_fb: torch.Tensor,
+               weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """The recipe's alpha loss: lambda_alpha * L1 (per-pixel `weight`, if given) + lambda_comp * compositional L1 +
+    lambda_grad * gradient L1."""
     image, alpha, has_alpha = batch["image"], batch["alpha"], batch["has_alpha"]
-    return weighted(cfg, {"alpha": losses.l1_alpha(pred, alpha, has_alpha),
-                          "comp": losses.composition_l1(pred, batch["fg"], batch["bg"], image, has_fb),
-                          "grad": losses.gradient_l1(pred, alpha, has_alpha)})
-
-
-def weighted(cfg: TrainConfig, parts: dict) -> tuple[torch.Tensor, dict]:
-    """The recipe's alpha loss: lambda_alpha * L1 + lambda_comp * compositional L1 + lambda_grad * gradient L1."""
+    parts = {"alpha": losses.l1_alpha(pred, alpha, has_alpha, weight=weight),
+             "comp": losses.composition_l1(pred, batch["fg"], batch["bg"], image, has_fb),
+             "grad": losses.gradient_l1(pred, alpha, has_alpha)}
     return cfg.lambda_alpha * parts["alpha"] + cfg.lambda_comp * parts["comp"] + cfg.lambda_grad * parts["grad"], parts
 
 
@@ -239,13 +238,13 @@ def stage_loss(cfg: TrainConfig, model, matting, batch: dict, rng: np.random.Gen
     keep = torch.from_numpy(rng.random(n) >= cfg.depth_dropout)
     if cfg.stage == "joint":
         pred, raw = model(image, keep, lambda d: perturb_depth(d, rng, cfg.p_depth_noise))
-        total, parts = matting_loss(cfg, pred, batch, has_fb)
+        total, parts = alpha_loss(cfg, pred, batch, has_fb)
         d_total, d_parts = depth_loss(cfg, raw, batch)
         return total + cfg.lambda_depth * d_total, {**parts, **{f"depth_{k}": v for k, v in d_parts.items()}}
     depth = perturb_depth(depth_input(batch, keep, depth_net, 2 if cfg.stage == "matting" else 4), rng,
                           cfg.p_depth_noise)
     if cfg.stage == "matting":
-        return matting_loss(cfg, model(torch.cat([image, depth], 1)), batch, has_fb)
+        return alpha_loss(cfg, model(torch.cat([image, depth], 1)), batch, has_fb)
 
     coarse = coarse_input(cfg, matting, batch, depth, rng)
     refined = refine(coarse, model(torch.cat([image, depth, coarse], 1)))
@@ -263,9 +262,7 @@ def stage_loss(cfg: TrainConfig, model, matting, batch: dict, rng: np.random.Gen
 
     # edges weigh 5x; see-through regions 1 + lambda_semi, else their few pixels lose to the edges' sharpening
     weight = 1 + 4 * losses.edge_band(alpha, radius=3) + cfg.lambda_semi * losses.fractional_interior(alpha)
-    return weighted(cfg, {"alpha": losses.l1_alpha(refined, alpha, has_alpha, weight=weight),
-                          "comp": losses.composition_l1(refined, batch["fg"], batch["bg"], image, has_fb),
-                          "grad": losses.gradient_l1(refined, alpha, has_alpha)})
+    return alpha_loss(cfg, refined, batch, has_fb, weight=weight)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .pipeline.matte import MODEL_STAGES  # Matte.timings keys that are model runs; the rest is our work
 from .sinks import NullSink, Sink, SinkClosed
 from .sources import Source
 
@@ -215,7 +216,6 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
-MODEL_STAGES = ("depth", "coarse", "refiner")  # Matte.timings keys that are model runs; the rest is our work
 
 
 def beyond_models_alone(frame_ms: float, models_alone_ms: float) -> float:
