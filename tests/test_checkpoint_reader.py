@@ -1,6 +1,7 @@
 """One checkpoint reader (training/checkpoint.py) for training and export: every form that either of the two
 former readers accepted still loads through both entries, and a corrupt file fails in one line naming it."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,8 @@ import torch  # noqa: E402
 
 from export import checkpoints as export_ckpt  # noqa: E402
 from training import checkpoint  # noqa: E402
+
+ROOT_PROBE = Path(__file__).resolve().parents[1] / "training/checkpoints/probes/context-depth3000"
 
 
 def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -92,3 +95,26 @@ def test_a_folder_needs_a_kind_and_a_name_must_say_one(tmp_path):
         checkpoint.load(tmp_path)
     with pytest.raises(checkpoint.CheckpointError, match="cannot tell the model kind"):
         export_ckpt.load_checkpoint(tmp_path / "weights.safetensors")
+
+
+def test_matting_context_blocks_travel_in_the_description(tmp_path):
+    """TinyUNet's frame-wide context blocks (ModelConfig.context) are part of a checkpoint's description: one
+    written before the field existed (no "context" key, like the shipped ones) rebuilds without them, one with
+    them (training/checkpoints/probes/context-depth3000) rebuilds with them."""
+    from training.models import ModelConfig, build_model
+
+    for name, config in (("old", ModelConfig("matting", widths=(8, 16, 24, 32))),
+                         ("new", ModelConfig("matting", widths=(8, 16, 24, 32), context=(2, 4)))):
+        model = build_model(config)
+        checkpoint.save(tmp_path / name, model, "matting", {})
+        if name == "old":  # as written before ModelConfig had the field
+            desc = tmp_path / name / "matting.json"
+            meta = json.loads(desc.read_text())
+            del meta["model"]["context"]
+            desc.write_text(json.dumps(meta))
+        loaded, _ = checkpoint.load(tmp_path / name, "matting")
+        assert loaded.config == config and _same(loaded, model)
+        assert len(loaded.net.context) == len(config.context)
+    probe = ROOT_PROBE / "matting.json"
+    if probe.is_file():
+        assert checkpoint.load(ROOT_PROBE, "matting")[0].config.context == (2, 4)

@@ -26,13 +26,15 @@ class ModelConfig:
     kind: str  # "depth" | "matting" | "refiner"
     widths: tuple[int, ...] = field(default=(8, 16, 24, 32))
     expand: int = 2  # inverted-residual expansion factor
+    context: tuple[int, ...] = ()  # dilations of residual blocks at the deepest level (TinyUNet): frame-wide context
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @staticmethod
     def from_dict(d: dict) -> ModelConfig:
-        return ModelConfig(kind=d["kind"], widths=tuple(d["widths"]), expand=int(d.get("expand", 2)))
+        return ModelConfig(kind=d["kind"], widths=tuple(d["widths"]), expand=int(d.get("expand", 2)),
+                           context=tuple(int(v) for v in d.get("context", ())))
 
 
 def conv_bn_act(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, dilation: int = 1,
@@ -74,7 +76,7 @@ class TinyUNet(nn.Module):
     of length L the input sides should be multiples of 2**(L+1) (32 for four widths).
     """
 
-    def __init__(self, cin: int, cout: int, widths: tuple[int, ...], expand: int = 2):
+    def __init__(self, cin: int, cout: int, widths: tuple[int, ...], expand: int = 2, context: tuple[int, ...] = ()):
         super().__init__()
         self.stem = conv_bn_act(cin, widths[0], k=3, stride=2)
         self.down = nn.ModuleList()
@@ -82,6 +84,8 @@ class TinyUNet(nn.Module):
         for w in widths[1:]:
             self.down.append(InvertedResidual(prev, w, stride=2, expand=expand))
             prev = w
+        self.context = nn.Sequential(*(InvertedResidual(prev, prev, stride=1, expand=expand, dilation=d)
+                                       for d in context))
         self.up = nn.ModuleList()
         skips = list(widths[:-1])  # skip of each level, deepest last
         for skip in reversed(skips):
@@ -96,6 +100,7 @@ class TinyUNet(nn.Module):
         for block in self.down:
             skips.append(x)
             x = block(x)
+        x = self.context(x)
         for block, skip in zip(self.up, reversed(skips), strict=True):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], dim=1))
@@ -110,7 +115,7 @@ class DepthNet(nn.Module):
     def __init__(self, config: ModelConfig = ModelConfig("depth")):
         super().__init__()
         self.config = config
-        self.net = TinyUNet(3, 1, config.widths, config.expand)
+        self.net = TinyUNet(3, 1, config.widths, config.expand, config.context)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.net(image))
@@ -124,7 +129,7 @@ class MattingModel(nn.Module):
     def __init__(self, config: ModelConfig = ModelConfig("matting")):
         super().__init__()
         self.config = config
-        self.net = TinyUNet(4, 1, config.widths, config.expand)
+        self.net = TinyUNet(4, 1, config.widths, config.expand, config.context)
         nn.init.constant_(self.net.head.bias, 0.5)  # start mid-range so clamp passes gradients
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
