@@ -216,8 +216,6 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
-
-
 def beyond_models_alone(frame_ms: float, models_alone_ms: float) -> float:
     """An overlapped frame's time beyond the models run back to back; never below 0 (two lanes can use the cores
     better than the models alone, and that is not negative work)."""
